@@ -1,0 +1,166 @@
+"""Feature maps f: R^n -> R^m, applied to every patch with the same parameters.
+
+The score of a tensor network is <W, f(x_1) (x) ... (x) f(x_d)>, so f decides what the
+multilinear model sees. Every map here returns (B, d, m) from patches (B, d, n). With
+`append_one=True` the last feature is the constant 1: it lets the network skip a position
+(and so represent all lower-order terms), and it is what the near-identity initialisation of
+the networks builds on. `m` always counts that constant, so the learned part has m - 1 outputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "identity": lambda x: x,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+
+
+class FeatureMap(nn.Module):
+    """Base class: subclasses map (..., n) -> (..., m - append_one) in `transform`."""
+
+    def __init__(self, in_features: int, out_features: int, append_one: bool = True) -> None:
+        super().__init__()
+        if out_features < 1 + int(append_one):
+            raise ValueError(
+                f"feature_dim={out_features} is too small: with append_one={append_one} it must be "
+                f"at least {1 + int(append_one)} (the constant 1 counts as one feature)."
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        self.append_one = append_one
+
+    @property
+    def learned_features(self) -> int:
+        """Number of features computed from the patch (m without the constant)."""
+        return self.out_features - int(self.append_one)
+
+    def transform(self, patches: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, patches: Tensor) -> Tensor:
+        """(B, d, n) -> (B, d, m)."""
+        features = self.transform(patches)
+        if self.append_one:
+            features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
+        return features
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"append_one={self.append_one}"
+        )
+
+
+class AffineFeatureMap(FeatureMap):
+    """The paper's f(x) = sigma(A x + b), sigma in relu / identity / sigmoid / tanh.
+
+    Parameters: `linear.weight` (m', n) and `linear.bias` (m',), m' = m - append_one.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        append_one: bool = True,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__(in_features, out_features, append_one)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}.")
+        self.activation = activation
+        self.linear = nn.Linear(in_features, self.learned_features)
+        # Unit-variance pre-activations for unit-variance inputs, so features are O(1).
+        nn.init.normal_(self.linear.weight, std=1.0 / math.sqrt(in_features))
+        nn.init.zeros_(self.linear.bias)
+
+    def transform(self, patches: Tensor) -> Tensor:
+        return ACTIVATIONS[self.activation](self.linear(patches))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, activation={self.activation!r}"
+
+
+class RBFFeatureMap(FeatureMap):
+    """Gaussian similarity to m' learned templates (Cohen's representation layer).
+
+    f_j(x) = exp(-||x - t_j||^2 / (2 n s_j^2)); parameters `templates` (m', n) and
+    `log_bandwidth` (m',) = log s_j. Dividing by n keeps the exponent O(1) for any patch size.
+    """
+
+    def __init__(self, in_features: int, out_features: int, append_one: bool = True) -> None:
+        super().__init__(in_features, out_features, append_one)
+        self.templates = nn.Parameter(torch.randn(self.learned_features, in_features))
+        self.log_bandwidth = nn.Parameter(torch.zeros(self.learned_features))
+
+    def transform(self, patches: Tensor) -> Tensor:
+        sq_dist = (
+            patches.pow(2).sum(-1, keepdim=True)
+            - 2 * patches @ self.templates.T
+            + self.templates.pow(2).sum(-1)
+        ).clamp_min(0)
+        bandwidth_sq = torch.exp(2 * self.log_bandwidth) * self.in_features
+        return torch.exp(-sq_dist / (2 * bandwidth_sq))
+
+
+class FourierFeatureMap(FeatureMap):
+    """A fixed local trigonometric map: f_j(x) = sqrt(2) cos(w_j . x + phi_j).
+
+    Random Fourier features of a Gaussian kernel of the given bandwidth (relative to sqrt(n)).
+    Frequencies and phases are drawn once from `seed` and stored as buffers `frequencies`
+    (m', n) and `phases` (m',), so they are part of the checkpoint but never trained. With
+    n = 1, m' = 2 and hand-set frequencies pi/2 and phases 0, -pi/2 it is Stoudenmire's
+    (cos, sin) pixel map.
+    """
+
+    frequencies: Tensor
+    phases: Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        append_one: bool = True,
+        bandwidth: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(in_features, out_features, append_one)
+        self.bandwidth = bandwidth
+        generator = torch.Generator().manual_seed(seed)
+        std = 1.0 / (bandwidth * math.sqrt(in_features))
+        frequencies = torch.randn(self.learned_features, in_features, generator=generator) * std
+        phases = torch.rand(self.learned_features, generator=generator) * 2 * math.pi
+        self.register_buffer("frequencies", frequencies)
+        self.register_buffer("phases", phases)
+
+    def transform(self, patches: Tensor) -> Tensor:
+        return math.sqrt(2.0) * torch.cos(patches @ self.frequencies.T + self.phases)
+
+
+FEATURE_MAPS: dict[str, str] = {
+    "relu": "sigma(Ax+b) with ReLU",
+    "identity": "Ax+b",
+    "sigmoid": "sigma(Ax+b) with the logistic sigmoid",
+    "tanh": "sigma(Ax+b) with tanh",
+    "rbf": "Gaussian similarity to learned templates",
+    "fourier": "fixed random Fourier (trigonometric) features",
+}
+
+
+def build_feature_map(
+    name: str, in_features: int, out_features: int, append_one: bool = True
+) -> FeatureMap:
+    """Feature map by name: one of FEATURE_MAPS."""
+    if name in ACTIVATIONS:
+        return AffineFeatureMap(in_features, out_features, append_one, activation=name)
+    if name == "rbf":
+        return RBFFeatureMap(in_features, out_features, append_one)
+    if name == "fourier":
+        return FourierFeatureMap(in_features, out_features, append_one)
+    raise ValueError(f"Unknown feature_map {name!r}; expected one of {sorted(FEATURE_MAPS)}.")

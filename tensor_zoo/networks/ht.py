@@ -1,0 +1,149 @@
+"""HT network (deep, convolutional): a binary tree of bilinear units over the d = 2^L patches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from tensor_zoo.functional import ht_contract, ht_to_dense
+from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
+from tensor_zoo.networks.cp import CPNet
+
+
+class HTNet(TensorNetwork):
+    """Deep network whose weight tensor is in hierarchical Tucker format.
+
+    Leaves map f(x_k) to r_0 numbers; level l (l = 1..L) has d / 2^l nodes, each combining two
+    consecutive children; the root (level L) gives the scores. With the default quad-tree
+    ("zorder") patch order, sibling subtrees are neighbouring image blocks: Cohen's square
+    pooling geometry. `rank` is an int or the list [r_0, ..., r_{L-1}] of the widths of the
+    leaves and of levels 1..L-1.
+
+    Parameters (besides the feature map): `leaves` (d, m, r_0), and
+    - node_type="full" (the paper's bilinear units): `nodes.{l-1}` (d / 2^l, r_{l-1}, r_{l-1}, r_l)
+      with r_L = num_classes;
+    - node_type="cp" (Cohen's ConvAC, 1x1 convolution + product pooling): `left.{l-1}` and
+      `right.{l-1}` (d / 2^l, r_{l-1}, r_l) with r_L = r_{L-1}, then `head` (r_L, num_classes).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int | Sequence[int] = 28,
+        patch_size: int = 7,
+        feature_dim: int = 8,
+        rank: int | list[int] = 16,
+        num_classes: int = 10,
+        node_type: Literal["full", "cp"] = "full",
+        stride: int | None = None,
+        ordering: Literal["raster", "snake", "zorder"] = "zorder",
+        feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
+        append_one: bool = True,
+        log_format: bool = True,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
+            feature_map, append_one, log_format, input_mean, input_std,
+            {"rank": rank, "node_type": node_type},
+        )  # fmt: skip
+        d, m = self.num_positions, self.feature_dim
+        if d < 2 or d & (d - 1):
+            raise ValueError(
+                f"HTNet needs a power-of-two number of patches (2, 4, 8, ...), got d = {d} from a "
+                f"{self.patches.grid[0]} x {self.patches.grid[1]} patch grid. Choose image_size, "
+                f"patch_size and stride so that the grid is e.g. 4 x 4 (MNIST: patch_size=7) or "
+                f"8 x 8 (CIFAR-10: patch_size=4)."
+            )
+        if node_type not in ("full", "cp"):
+            raise ValueError(f"node_type must be 'full' or 'cp', got {node_type!r}.")
+        self.node_type = node_type
+        depth = d.bit_length() - 1
+        self.ranks = expand_ranks(rank, depth, "leaf width, then one per inner level")
+        self.leaves = nn.Parameter(torch.empty(d, m, self.ranks[0]))
+        outputs = [*self.ranks[1:], num_classes if node_type == "full" else self.ranks[-1]]
+        shapes = [
+            (d >> (level + 1), rank_in, rank_out)
+            for level, (rank_in, rank_out) in enumerate(zip(self.ranks, outputs, strict=True))
+        ]
+        self.head = None
+        if node_type == "full":
+            self.nodes = nn.ParameterList(
+                nn.Parameter(torch.empty(count, r_in, r_in, r_out)) for count, r_in, r_out in shapes
+            )
+        else:
+            self.left = nn.ParameterList(nn.Parameter(torch.empty(shape)) for shape in shapes)
+            self.right = nn.ParameterList(nn.Parameter(torch.empty(shape)) for shape in shapes)
+            self.head = nn.Parameter(torch.empty(self.ranks[-1], num_classes))
+        self.reset_parameters()
+
+    def levels(self) -> list[Tensor | tuple[Tensor, Tensor]]:
+        """The inner levels in the form `ht_contract` takes."""
+        if self.node_type == "full":
+            return list(self.nodes)
+        return list(zip(self.left, self.right, strict=True))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Near-identity: leaves ~ ones (via the constant feature), units ~ elementwise product.
+
+        Every node output starts close to the all-ones vector whatever the depth, and each leaf
+        perturbation reaches the root additively, as in a linear model.
+        """
+        constant = self.constant_channel
+        if constant is None:
+            nn.init.normal_(self.leaves, std=self.feature_dim**-0.5)
+        else:
+            nn.init.normal_(self.leaves, std=self.noise_std(1))
+            self.leaves[:, constant] = 1.0
+        levels = self.levels()
+        for level, weights in enumerate(levels):
+            is_root = level == len(levels) - 1
+            for weight in weights if isinstance(weights, tuple) else (weights,):
+                count, rank_in, *_, rank_out = weight.shape
+                noise = 1.0 / (rank_in * self.num_positions**0.5)
+                if is_root and self.node_type == "full":
+                    nn.init.normal_(weight, std=1.0 / rank_in)  # the class read-out
+                    continue
+                nn.init.normal_(weight, std=noise)
+                identity = tiled_identity(rank_in, rank_out)
+                if weight.dim() == 4:  # T[p, q, j] = [p == q == j mod r_in]
+                    diagonal = torch.arange(rank_in)
+                    weight[:, diagonal, diagonal] += identity
+                else:
+                    weight += identity
+        if self.head is not None:
+            nn.init.normal_(self.head, std=self.ranks[-1] ** -0.5)
+
+    def contract(self, features: Tensor) -> Tensor:
+        return ht_contract(features, self.leaves, self.levels(), self.head, self.log_format)
+
+    def full_tensor(self) -> Tensor:
+        return ht_to_dense(self.leaves, self.levels(), self.head)
+
+    @classmethod
+    def from_cp(cls, cp: CPNet, node_type: Literal["full", "cp"] = "full") -> HTNet:
+        """The exact HT form of a CP network: rank r, diagonal units, same logits."""
+        net = cls(**cp.shared_args(), rank=cp.rank, node_type=node_type)
+        net = net.to(dtype=cp.factors.dtype, device=cp.factors.device)
+        net.copy_front_end(cp)
+        eye = torch.eye(cp.rank, dtype=cp.factors.dtype, device=cp.factors.device)
+        diagonal = torch.einsum("pj,qj->pqj", eye, eye)  # z = a * b elementwise
+        with torch.no_grad():
+            net.leaves.copy_(cp.factors)
+            levels = net.levels()
+            for level, weights in enumerate(levels):
+                if isinstance(weights, tuple):
+                    for weight in weights:
+                        weight.copy_(eye.expand_as(weight))
+                elif level == len(levels) - 1:
+                    weights.copy_(torch.einsum("pqa,ya->pqy", diagonal, cp.weights).expand_as(weights))
+                else:
+                    weights.copy_(diagonal.expand_as(weights))
+            if net.head is not None:
+                net.head.copy_(cp.weights.T)
+        return net
