@@ -5,6 +5,8 @@ multilinear model sees. Every map here returns (B, d, m) from patches (B, d, n).
 `append_one=True` the last feature is the constant 1: it lets the network skip a position
 (and so represent all lower-order terms), and it is what the near-identity initialisation of
 the networks builds on. `m` always counts that constant, so the learned part has m - 1 outputs.
+`dropout` (training only) is the paper's per-patch dropout: it zeroes the learned features of
+whole positions, never the constant, so that with `append_one` a dropped patch is skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ ACTIVATIONS = {
 class FeatureMap(nn.Module):
     """Base class: subclasses map (..., n) -> (..., m - append_one) in `transform`."""
 
-    def __init__(self, in_features: int, out_features: int, append_one: bool = True) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, append_one: bool = True, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if out_features < 1 + int(append_one):
             raise ValueError(
@@ -35,6 +39,9 @@ class FeatureMap(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.append_one = append_one
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        self.dropout = dropout
 
     @property
     def learned_features(self) -> int:
@@ -47,6 +54,9 @@ class FeatureMap(nn.Module):
     def forward(self, patches: Tensor) -> Tensor:
         """(B, d, n) -> (B, d, m)."""
         features = self.transform(patches)
+        if self.training and self.dropout > 0:
+            keep = torch.rand_like(features[..., :1]) >= self.dropout
+            features = features * keep / (1.0 - self.dropout)
         if self.append_one:
             features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
         return features
@@ -54,7 +64,7 @@ class FeatureMap(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"append_one={self.append_one}"
+            f"append_one={self.append_one}, dropout={self.dropout}"
         )
 
 
@@ -69,9 +79,10 @@ class AffineFeatureMap(FeatureMap):
         in_features: int,
         out_features: int,
         append_one: bool = True,
+        dropout: float = 0.0,
         activation: str = "relu",
     ) -> None:
-        super().__init__(in_features, out_features, append_one)
+        super().__init__(in_features, out_features, append_one, dropout)
         if activation not in ACTIVATIONS:
             raise ValueError(f"Unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}.")
         self.activation = activation
@@ -94,8 +105,10 @@ class RBFFeatureMap(FeatureMap):
     `log_bandwidth` (m',) = log s_j. Dividing by n keeps the exponent O(1) for any patch size.
     """
 
-    def __init__(self, in_features: int, out_features: int, append_one: bool = True) -> None:
-        super().__init__(in_features, out_features, append_one)
+    def __init__(
+        self, in_features: int, out_features: int, append_one: bool = True, dropout: float = 0.0
+    ) -> None:
+        super().__init__(in_features, out_features, append_one, dropout)
         self.templates = nn.Parameter(torch.randn(self.learned_features, in_features))
         self.log_bandwidth = nn.Parameter(torch.zeros(self.learned_features))
 
@@ -127,10 +140,11 @@ class FourierFeatureMap(FeatureMap):
         in_features: int,
         out_features: int,
         append_one: bool = True,
+        dropout: float = 0.0,
         bandwidth: float = 1.0,
         seed: int = 0,
     ) -> None:
-        super().__init__(in_features, out_features, append_one)
+        super().__init__(in_features, out_features, append_one, dropout)
         self.bandwidth = bandwidth
         generator = torch.Generator().manual_seed(seed)
         std = 1.0 / (bandwidth * math.sqrt(in_features))
@@ -154,13 +168,13 @@ FEATURE_MAPS: dict[str, str] = {
 
 
 def build_feature_map(
-    name: str, in_features: int, out_features: int, append_one: bool = True
+    name: str, in_features: int, out_features: int, append_one: bool = True, dropout: float = 0.0
 ) -> FeatureMap:
     """Feature map by name: one of FEATURE_MAPS."""
     if name in ACTIVATIONS:
-        return AffineFeatureMap(in_features, out_features, append_one, activation=name)
+        return AffineFeatureMap(in_features, out_features, append_one, dropout, activation=name)
     if name == "rbf":
-        return RBFFeatureMap(in_features, out_features, append_one)
+        return RBFFeatureMap(in_features, out_features, append_one, dropout)
     if name == "fourier":
-        return FourierFeatureMap(in_features, out_features, append_one)
+        return FourierFeatureMap(in_features, out_features, append_one, dropout)
     raise ValueError(f"Unknown feature_map {name!r}; expected one of {sorted(FEATURE_MAPS)}.")

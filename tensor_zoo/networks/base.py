@@ -56,6 +56,7 @@ class TensorNetwork(nn.Module):
         ordering: str,
         feature_map: str,
         append_one: bool,
+        dropout: float,
         log_format: bool,
         input_mean: Sequence[float] | None,
         input_std: Sequence[float] | None,
@@ -68,7 +69,7 @@ class TensorNetwork(nn.Module):
             image_size = [int(size) for size in image_size]
         self.patches = PatchExtractor(in_channels, image_size, patch_size, stride, ordering)
         self.feature_map = build_feature_map(
-            feature_map, self.patches.patch_dim, feature_dim, append_one
+            feature_map, self.patches.patch_dim, feature_dim, append_one, dropout
         )
         self.num_classes = num_classes
         self.log_format = log_format
@@ -94,6 +95,7 @@ class TensorNetwork(nn.Module):
                 "ordering": ordering,
                 "feature_map": feature_map,
                 "append_one": append_one,
+                "dropout": dropout,
                 "log_format": log_format,
                 "input_mean": None if input_mean is None else [float(v) for v in input_mean],
                 "input_std": None if input_std is None else [float(v) for v in input_std],
@@ -147,11 +149,29 @@ class TensorNetwork(nn.Module):
         """Float images (B, C, H, W) -> logits (B, num_classes)."""
         return self.contract(self.features(images))
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter name (absent names: 1); see parameter_groups."""
+        return {}
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups with per-parameter learning rates `lr * lr_scales()[name]`.
+
+        W is a product of d factors, so one Adam step that moves every entry by lr in a
+        coherent direction changes the output by a factor that grows with how many products a
+        unit sums: architectures scale the step of such units down (HT's bilinear nodes).
+        """
+        scales = self.lr_scales()
+        groups: dict[float, list[nn.Parameter]] = {}
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault(scales.get(name, 1.0), []).append(parameter)
+        return [{"params": params, "lr": lr * scale} for scale, params in groups.items()]
+
     def shared_args(self) -> dict[str, Any]:
         """Constructor arguments every architecture understands (all but rank and its options)."""
         keys = (
             "in_channels", "image_size", "patch_size", "feature_dim", "num_classes", "stride",
-            "ordering", "feature_map", "append_one", "log_format", "input_mean", "input_std",
+            "ordering", "feature_map", "append_one", "dropout", "log_format", "input_mean", "input_std",
         )  # fmt: skip
         return {key: self.config["init_args"][key] for key in keys}
 

@@ -31,13 +31,14 @@ class CPNet(TensorNetwork):
         ordering: Literal["raster", "snake", "zorder"] = "raster",
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
+        dropout: float = 0.0,
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, log_format, input_mean, input_std, {"rank": rank},
+            feature_map, append_one, dropout, log_format, input_mean, input_std, {"rank": rank},
         )  # fmt: skip
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"CPNet rank must be a positive int, got {rank!r}.")

@@ -42,13 +42,14 @@ class HTNet(TensorNetwork):
         ordering: Literal["raster", "snake", "zorder"] = "zorder",
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
+        dropout: float = 0.0,
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, log_format, input_mean, input_std,
+            feature_map, append_one, dropout, log_format, input_mean, input_std,
             {"rank": rank, "node_type": node_type},
         )  # fmt: skip
         d, m = self.num_positions, self.feature_dim
@@ -118,6 +119,16 @@ class HTNet(TensorNetwork):
                     weight += identity
         if self.head is not None:
             nn.init.normal_(self.head, std=self.ranks[-1] ** -0.5)
+
+    def lr_scales(self) -> dict[str, float]:
+        """Inner (non-root) units sum r_in^2 (full) or r_in (cp) products: step 1/that as large."""
+        scales = {}
+        for level, rank_in in enumerate(self.ranks[: len(self.ranks) - 1]):
+            if self.node_type == "full":
+                scales[f"nodes.{level}"] = rank_in**-2.0
+            else:
+                scales[f"left.{level}"] = scales[f"right.{level}"] = 1.0 / rank_in
+        return scales
 
     def contract(self, features: Tensor) -> Tensor:
         return ht_contract(features, self.leaves, self.levels(), self.head, self.log_format)

@@ -35,13 +35,14 @@ class TTNet(TensorNetwork):
         ordering: Literal["raster", "snake", "zorder"] = "raster",
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
+        dropout: float = 0.0,
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, log_format, input_mean, input_std,
+            feature_map, append_one, dropout, log_format, input_mean, input_std,
             {"rank": rank, "label_site": label_site},
         )  # fmt: skip
         d, m = self.num_positions, self.feature_dim

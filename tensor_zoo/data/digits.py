@@ -1,0 +1,39 @@
+"""scikit-learn's bundled 8 x 8 digits (1,797 images, 10 classes): no files, no downloads."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tensor_zoo.data.base import InMemoryImageDataModule, split_indices
+
+
+class DigitsDataModule(InMemoryImageDataModule):
+    """`sklearn.datasets.load_digits` as (1, 8, 8) images with values 0..16.
+
+    There is no official test split: `test_size` images are held out with `seed` (then
+    `val_size` more from the rest), the same split on every machine.
+    """
+
+    num_classes = 10
+    classes = tuple(str(digit) for digit in range(10))
+    image_shape = (1, 8, 8)
+    max_value = 16.0
+    mean = (0.3053,)  # of load_digits / 16, all 1,797 images
+    std = (0.3760,)
+
+    def __init__(
+        self, batch_size: int = 32, val_size: int = 180, test_size: int = 360, seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(batch_size, val_size, seed, num_workers)
+        self.test_size = test_size
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = torch.from_numpy(digits.images).to(torch.uint8).unsqueeze(1)
+        labels = torch.from_numpy(digits.target).long()
+        train, test = split_indices(len(images), self.test_size, self.seed + 1)
+        return images[train], labels[train], images[test], labels[test]
