@@ -5,8 +5,14 @@ from __future__ import annotations
 import sys
 
 COMMANDS = {
-    "demo": ("tensor_zoo.demo", "train a TT network on scikit-learn's digits and print its test accuracy"),
-    "bench": ("tensor_zoo.bench", "time CP, TT and HT contractions against a reference implementation"),
+    "demo": (
+        "tensor_zoo.demo",
+        "train a TT network on scikit-learn's digits and print its test accuracy",
+    ),
+    "bench": (
+        "tensor_zoo.bench",
+        "time CP, TT and HT contractions against a reference implementation",
+    ),
 }
 
 

@@ -17,7 +17,9 @@ from tensor_zoo.lightning import TensorNetClassifier
 from tensor_zoo.networks import TTNet
 
 
-def run_demo(epochs: int = 50, rank: int = 16, seed: int = 0, accelerator: str = "cpu") -> dict[str, float]:
+def run_demo(
+    epochs: int = 50, rank: int = 16, seed: int = 0, accelerator: str = "cpu"
+) -> dict[str, float]:
     """Train TTNet on digits (2 x 2 patches: d = 16, m = 8, per-patch dropout) -> test metrics."""
     L.seed_everything(seed, verbose=False)
     data = DigitsDataModule(batch_size=32, seed=seed)
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_float32_matmul_precision("high")
     result = run_demo(args.epochs, args.rank, args.seed)
     print(
-        f"TTNet (rank {args.rank}, {int(result['num_params']):,} parameters) on scikit-learn digits: "
+        f"TTNet (rank {args.rank}, {int(result['num_params']):,} parameters) "
+        f"on scikit-learn digits: "
         f"test accuracy {result['test_acc']:.2%} (360 held-out images), "
         f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s"
     )

@@ -46,7 +46,9 @@ def test_dropout_drops_whole_patches_but_never_the_constant():
     dropped = (features[..., :-1] == 0).all(-1)
     assert 0.3 < dropped.float().mean() < 0.7
     feature_map.eval()
-    torch.testing.assert_close(feature_map(x)[..., :-1], x @ feature_map.linear.weight.T + feature_map.linear.bias)
+    torch.testing.assert_close(
+        feature_map(x)[..., :-1], x @ feature_map.linear.weight.T + feature_map.linear.bias
+    )
 
 
 def test_unknown_feature_map_lists_the_known_ones():

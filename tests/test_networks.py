@@ -1,10 +1,9 @@
 import pytest
 import torch
+from conftest import VARIANTS, brute_force_logits
 
 from tensor_zoo import CPNet, HTNet, TTNet, build_network
 from tensor_zoo.networks.base import TensorNetwork
-
-from conftest import VARIANTS, brute_force_logits
 
 TINY = {"in_channels": 1, "patch_size": 1, "num_classes": 3}
 
@@ -31,7 +30,14 @@ def test_logits_equal_the_dense_contraction(cls, extra, image_size, feature_dim,
         rank = (rank * 3)[: num_positions - 1]
     if cls is HTNet and isinstance(rank, list):
         rank = (rank * 3)[: num_positions.bit_length() - 1]
-    net = cls(image_size=image_size, feature_dim=feature_dim, rank=rank, log_format=log_format, **TINY, **extra)
+    net = cls(
+        image_size=image_size,
+        feature_dim=feature_dim,
+        rank=rank,
+        log_format=log_format,
+        **TINY,
+        **extra,
+    )
     net = randomize(net.double()).eval()
     images = torch.rand(7, 1, *image_size, dtype=torch.float64)
     expected = brute_force_logits(net, images)
@@ -60,13 +66,17 @@ CONVERSIONS = [
 @pytest.mark.parametrize("convert", CONVERSIONS)
 @pytest.mark.parametrize("size", [(2, 2), (1, 2), (2, 4)])
 def test_cp_converts_exactly(convert, size):
-    cp = randomize(CPNet(image_size=size, feature_dim=3, rank=3, feature_map="tanh", **TINY).double()).eval()
+    cp = randomize(
+        CPNet(image_size=size, feature_dim=3, rank=3, feature_map="tanh", **TINY).double()
+    ).eval()
     converted = convert(cp).eval()
     assert converted.ranks[0] == 3
     images = torch.rand(6, 1, *size, dtype=torch.float64)
     torch.testing.assert_close(converted(images), cp(images), rtol=1e-9, atol=1e-12)
     if size != (2, 4):  # the dense check too, where m^d is tiny
-        torch.testing.assert_close(converted(images), brute_force_logits(converted, images), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(
+            converted(images), brute_force_logits(converted, images), rtol=1e-9, atol=1e-12
+        )
         torch.testing.assert_close(converted.full_tensor(), cp.full_tensor(), rtol=1e-9, atol=1e-12)
 
 
@@ -74,7 +84,9 @@ def test_cp_converts_exactly(convert, size):
 @pytest.mark.parametrize(
     ("num_positions", "image_size", "patch_size"), [(4, 8, 4), (64, 32, 4), (1024, 32, 1)]
 )
-def test_logits_at_init_are_finite_and_of_order_one(cls, extra, num_positions, image_size, patch_size):
+def test_logits_at_init_are_finite_and_of_order_one(
+    cls, extra, num_positions, image_size, patch_size
+):
     net = cls(
         in_channels=3, image_size=image_size, patch_size=patch_size, feature_dim=8, rank=16,
         num_classes=10, input_mean=[0.5] * 3, input_std=[0.25] * 3, **extra,
@@ -91,8 +103,19 @@ def test_logits_at_init_are_finite_and_of_order_one(cls, extra, num_positions, i
 @pytest.mark.parametrize(("cls", "extra"), VARIANTS)
 def test_long_products_stay_finite_in_log_format(cls, extra):
     """Cores that grow every product by 10x over d = 1024 positions: float32 overflows at 1e38."""
-    net = cls(in_channels=1, image_size=32, patch_size=1, feature_dim=3, rank=4, num_classes=2, **extra)
-    plain = cls(in_channels=1, image_size=32, patch_size=1, feature_dim=3, rank=4, num_classes=2, log_format=False, **extra)
+    net = cls(
+        in_channels=1, image_size=32, patch_size=1, feature_dim=3, rank=4, num_classes=2, **extra
+    )
+    plain = cls(
+        in_channels=1,
+        image_size=32,
+        patch_size=1,
+        feature_dim=3,
+        rank=4,
+        num_classes=2,
+        log_format=False,
+        **extra,
+    )
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.mul_(1.001)
@@ -128,7 +151,9 @@ def test_d64_network_trains_without_overflow(cls, extra):
 
 @pytest.mark.parametrize(("cls", "extra"), VARIANTS)
 def test_public_api_and_config_round_trip(cls, extra):
-    net = cls(in_channels=1, image_size=28, patch_size=7, feature_dim=8, rank=16, num_classes=10, **extra)
+    net = cls(
+        in_channels=1, image_size=28, patch_size=7, feature_dim=8, rank=16, num_classes=10, **extra
+    )
     images = torch.rand(5, 1, 28, 28)
     assert net(images).shape == (5, 10)
     assert net.features(images).shape == (5, 16, 8)
@@ -149,7 +174,12 @@ def test_parameter_names_and_shapes_are_the_documented_format():
     ht = HTNet(image_size=28, patch_size=7, feature_dim=8, rank=[3, 4, 5, 6], num_classes=10)
     shapes = {name: tuple(t.shape) for name, t in ht.state_dict().items()}
     assert shapes["leaves"] == (16, 8, 3)
-    assert [shapes[f"nodes.{i}"] for i in range(4)] == [(8, 3, 3, 4), (4, 4, 4, 5), (2, 5, 5, 6), (1, 6, 6, 10)]
+    assert [shapes[f"nodes.{i}"] for i in range(4)] == [
+        (8, 3, 3, 4),
+        (4, 4, 4, 5),
+        (2, 5, 5, 6),
+        (1, 6, 6, 10),
+    ]
     conv = HTNet(image_size=28, patch_size=7, feature_dim=8, rank=[3, 4, 5, 6], node_type="cp")
     shapes = {name: tuple(t.shape) for name, t in conv.state_dict().items()}
     assert [shapes[f"left.{i}"] for i in range(4)] == [(8, 3, 4), (4, 4, 5), (2, 5, 6), (1, 6, 6)]
@@ -179,5 +209,5 @@ def test_integer_images_are_refused_with_advice():
 
 
 def test_build_network_refuses_unknown_classes():
-    with pytest.raises(ValueError, match="Unknown network class 'os.system'"):
+    with pytest.raises(ValueError, match=r"Unknown network class 'os\.system'"):
         build_network({"class_path": "os.system", "init_args": {}})

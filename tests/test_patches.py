@@ -3,7 +3,6 @@ import torch
 
 from tensor_zoo.layers import ORDERINGS, PatchExtractor, ordering_permutation
 
-
 POWER_OF_TWO_GRIDS = [(1, 28, 7, None), (3, 32, 4, None), (3, (16, 8), 4, 4), (1, 10, 4, 2)]
 OTHER_GRIDS = [(2, 17, 5, 4), (1, 28, 4, None), (3, 12, 4, 2)]  # 4x4 with overlap, 7x7, 5x5
 CASES = [
@@ -56,7 +55,8 @@ def test_zorder_pairs_are_neighbours_and_quads_are_squares():
     for start in range(0, 64, 2):
         assert abs(ys[start] - ys[start + 1]) + abs(xs[start] - xs[start + 1]) == 1
     for start in range(0, 64, 4):
-        assert {(int(y) % 2, int(x) % 2) for y, x in zip(ys[start : start + 4], xs[start : start + 4])} == {
+        quad = zip(ys[start : start + 4].tolist(), xs[start : start + 4].tolist(), strict=True)
+        assert {(y % 2, x % 2) for y, x in quad} == {
             (0, 0), (0, 1), (1, 0), (1, 1)
         }  # fmt: skip
 

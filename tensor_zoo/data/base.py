@@ -49,7 +49,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
     classes: tuple[str, ...]
     max_value: float = 255.0
 
-    def __init__(self, batch_size: int = 64, val_size: int = 5000, seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(
+        self, batch_size: int = 64, val_size: int = 5000, seed: int = 0, num_workers: int = 0
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.val_size = val_size
@@ -70,7 +72,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
             raise ValueError(f"val_size must be in [0, {len(train_images)}), got {self.val_size}.")
         kept, held_out = split_indices(len(train_images), self.val_size, self.seed)
         self.train_set = ScaledTensorDataset(train_images[kept], train_labels[kept], self.max_value)
-        self.val_set = ScaledTensorDataset(train_images[held_out], train_labels[held_out], self.max_value)
+        self.val_set = ScaledTensorDataset(
+            train_images[held_out], train_labels[held_out], self.max_value
+        )
         self.test_set = ScaledTensorDataset(test_images, test_labels, self.max_value)
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:

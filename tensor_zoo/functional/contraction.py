@@ -128,7 +128,7 @@ def ht_contract(
     for level in nodes:
         left, right = state[:, 0::2], state[:, 1::2]
         if isinstance(level, Tensor):
-            count, rank_in, _, rank_out = level.shape
+            count, rank_out = level.shape[0], level.shape[-1]
             outer = (left[..., :, None] * right[..., None, :]).reshape(batch, count, -1)
             state = torch.bmm(outer.transpose(0, 1), level.reshape(count, -1, rank_out))
             state = state.transpose(0, 1)
@@ -142,7 +142,9 @@ def ht_contract(
             state, step_log_scale = rescale(state)
             log_scale = log_scale + step_log_scale
     if state.shape[1] != 1:
-        raise ValueError(f"The HT nodes reduce {features.shape[1]} positions to {state.shape[1]}, not 1.")
+        raise ValueError(
+            f"The HT nodes reduce {features.shape[1]} positions to {state.shape[1]}, not 1."
+        )
     logits = state[:, 0]
     if head is not None:
         logits = logits @ head

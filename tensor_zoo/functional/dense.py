@@ -15,7 +15,8 @@ from torch import Tensor
 def _check_size(num_positions: int, feature_dim: int, limit: int = 2**24) -> None:
     if feature_dim**num_positions > limit:
         raise ValueError(
-            f"The dense tensor would have {feature_dim}^{num_positions} entries per class (more than "
+            f"The dense tensor would have {feature_dim}^{num_positions} entries per class "
+            f"(more than "
             f"{limit}); full_tensor() is meant for tiny networks (e.g. d <= 8, m <= 4)."
         )
 

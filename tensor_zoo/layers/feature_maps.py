@@ -84,7 +84,9 @@ class AffineFeatureMap(FeatureMap):
     ) -> None:
         super().__init__(in_features, out_features, append_one, dropout)
         if activation not in ACTIVATIONS:
-            raise ValueError(f"Unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}.")
+            raise ValueError(
+                f"Unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}."
+            )
         self.activation = activation
         self.linear = nn.Linear(in_features, self.learned_features)
         # Unit-variance pre-activations for unit-variance inputs, so features are O(1).

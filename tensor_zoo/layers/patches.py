@@ -99,9 +99,7 @@ class PatchExtractor(nn.Module):
         self.stride = patch_size if stride is None else stride
         self.ordering = ordering
         self.grid = grid_shape(self.image_size, patch_size, self.stride)
-        self.register_buffer(
-            "order", ordering_permutation(*self.grid, ordering), persistent=False
-        )
+        self.register_buffer("order", ordering_permutation(*self.grid, ordering), persistent=False)
 
     @property
     def num_positions(self) -> int:

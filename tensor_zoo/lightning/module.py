@@ -41,7 +41,9 @@ class TensorNetClassifier(L.LightningModule):
         if isinstance(network, Mapping):
             network = build_network(network)
         if scheduler not in ("cosine", "onecycle", "constant"):
-            raise ValueError(f"scheduler must be 'cosine', 'onecycle' or 'constant', got {scheduler!r}.")
+            raise ValueError(
+                f"scheduler must be 'cosine', 'onecycle' or 'constant', got {scheduler!r}."
+            )
         self.network = network
         self.save_hyperparameters(
             {
@@ -74,7 +76,14 @@ class TensorNetClassifier(L.LightningModule):
             f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
             batch_size=batch_size, sync_dist=not on_step,
         )  # fmt: skip
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log(
+            f"{stage}/acc",
+            metric,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+        )
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -116,4 +125,7 @@ class TensorNetClassifier(L.LightningModule):
                 scheduler = torch.optim.lr_scheduler.SequentialLR(
                     optimizer, [warmup, cosine], milestones=[warmup_steps]
                 )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -30,7 +30,8 @@ def expand_ranks(rank: int | Sequence[int], count: int, what: str) -> list[int]:
     ranks = [rank] * count if isinstance(rank, int) else [int(r) for r in rank]
     if len(ranks) != count or any(r < 1 for r in ranks):
         raise ValueError(
-            f"rank must be a positive int or a list of {count} positive ints ({what}), got {rank!r}."
+            f"rank must be a positive int or a list of {count} positive ints ({what}), "
+            f"got {rank!r}."
         )
     return ranks
 
@@ -73,8 +74,16 @@ class TensorNetwork(nn.Module):
         )
         self.num_classes = num_classes
         self.log_format = log_format
-        mean = torch.zeros(in_channels) if input_mean is None else torch.tensor(input_mean, dtype=torch.float)
-        std = torch.ones(in_channels) if input_std is None else torch.tensor(input_std, dtype=torch.float)
+        mean = (
+            torch.zeros(in_channels)
+            if input_mean is None
+            else torch.tensor(input_mean, dtype=torch.float)
+        )
+        std = (
+            torch.ones(in_channels)
+            if input_std is None
+            else torch.tensor(input_std, dtype=torch.float)
+        )
         if mean.shape != (in_channels,) or std.shape != (in_channels,) or (std <= 0).any():
             raise ValueError(
                 f"input_mean and input_std need one value per channel ({in_channels}), std > 0; "
@@ -171,7 +180,8 @@ class TensorNetwork(nn.Module):
         """Constructor arguments every architecture understands (all but rank and its options)."""
         keys = (
             "in_channels", "image_size", "patch_size", "feature_dim", "num_classes", "stride",
-            "ordering", "feature_map", "append_one", "dropout", "log_format", "input_mean", "input_std",
+            "ordering", "feature_map", "append_one", "dropout", "log_format", "input_mean",
+            "input_std",
         )  # fmt: skip
         return {key: self.config["init_args"][key] for key in keys}
 

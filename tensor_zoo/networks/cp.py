@@ -1,4 +1,7 @@
-"""CP network (shallow, one hidden layer of width r): W_y = sum_a lambda_ya v_1a (x) ... (x) v_da."""
+"""CP network (shallow, one hidden layer of width r).
+
+W_y = sum_a lambda_ya v_1a (x) ... (x) v_da.
+"""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ class HTNet(TensorNetwork):
         for level, weights in enumerate(levels):
             is_root = level == len(levels) - 1
             for weight in weights if isinstance(weights, tuple) else (weights,):
-                count, rank_in, *_, rank_out = weight.shape
+                rank_in, rank_out = weight.shape[1], weight.shape[-1]
                 noise = 1.0 / (rank_in * self.num_positions**0.5)
                 if is_root and self.node_type == "full":
                     nn.init.normal_(weight, std=1.0 / rank_in)  # the class read-out
@@ -152,7 +152,9 @@ class HTNet(TensorNetwork):
                     for weight in weights:
                         weight.copy_(eye.expand_as(weight))
                 elif level == len(levels) - 1:
-                    weights.copy_(torch.einsum("pqa,ya->pqy", diagonal, cp.weights).expand_as(weights))
+                    weights.copy_(
+                        torch.einsum("pqa,ya->pqy", diagonal, cp.weights).expand_as(weights)
+                    )
                 else:
                     weights.copy_(diagonal.expand_as(weights))
             if net.head is not None:
