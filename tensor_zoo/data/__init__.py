@@ -1,6 +1,25 @@
 """Data modules: whole datasets in memory as uint8 tensors."""
 
 from tensor_zoo.data.base import InMemoryImageDataModule, ScaledTensorDataset, split_indices
+from tensor_zoo.data.datasets import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    ToyDataModule,
+    random_crop_flip,
+)
 from tensor_zoo.data.digits import DigitsDataModule
+from tensor_zoo.data.files import DatasetNotFoundError
 
-__all__ = ["DigitsDataModule", "InMemoryImageDataModule", "ScaledTensorDataset", "split_indices"]
+__all__ = [
+    "CIFAR10DataModule",
+    "DatasetNotFoundError",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "InMemoryImageDataModule",
+    "MNISTDataModule",
+    "ScaledTensorDataset",
+    "ToyDataModule",
+    "random_crop_flip",
+    "split_indices",
+]

@@ -1,0 +1,214 @@
+"""Data modules for MNIST, Fashion-MNIST and CIFAR-10 (real files) and the paper's toy sets."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+
+from tensor_zoo.data.base import InMemoryImageDataModule
+from tensor_zoo.data.files import (
+    CIFAR_ACCEPTED,
+    DatasetNotFoundError,
+    cache_dir,
+    find_cifar10,
+    find_idx_folder,
+    not_found_message,
+    read_cifar10,
+    read_idx_dataset,
+    search_roots,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _download_error(download: bool, fetch) -> str | None:
+    """Run torchvision's download into the cache; return why it failed (None: it worked)."""
+    if not download:
+        return None
+    try:
+        fetch(str(cache_dir()))
+    except Exception as error:  # any failure becomes part of one actionable message
+        return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    return None
+
+
+class _IDXDataModule(InMemoryImageDataModule):
+    """MNIST-format data: four IDX files, 60,000 train / 10,000 test 28 x 28 images."""
+
+    name: str
+    subfolders: tuple[str, ...]
+    system_places: tuple[str, ...] = ()
+    image_shape = (1, 28, 28)
+    num_classes = 10
+
+    def __init__(
+        self, root: str | None = None, download: bool = True, batch_size: int = 128,
+        val_size: int = 5000, seed: int = 0, num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(batch_size, val_size, seed, num_workers)
+        self.root = root
+        self.download = download
+
+    def _torchvision_fetch(self, folder: str) -> None:
+        raise NotImplementedError
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        places = search_roots(self.root, self.system_places)
+        folder = find_idx_folder(places, self.subfolders)
+        error = None
+        if folder is None:
+            error = _download_error(self.download, self._torchvision_fetch)
+            places_after = search_roots(self.root, self.system_places)
+            folder = find_idx_folder(places_after, self.subfolders)
+        if folder is None:
+            accepted = (
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                "t10k-labels-idx1-ubyte (each plain or .gz), at the top of a place or in "
+                + ", ".join(f"{sub}/" for sub in self.subfolders)
+            )
+            if self.download and error is None:
+                error = "torchvision reported success but the files are not in the cache"
+            raise DatasetNotFoundError(not_found_message(self.name, places, accepted, error))
+        log.info("Reading %s from %s", self.name, folder)
+        return read_idx_dataset(folder)
+
+
+class MNISTDataModule(_IDXDataModule):
+    """MNIST (LeCun and Cortes, CC BY-SA 3.0)."""
+
+    name = "MNIST"
+    subfolders = ("mnist", "MNIST/raw")
+    classes = tuple(str(digit) for digit in range(10))
+    mean = (0.1307,)
+    std = (0.3081,)
+
+    def _torchvision_fetch(self, folder: str) -> None:
+        from torchvision.datasets import MNIST
+
+        MNIST(folder, download=True)
+
+
+class FashionMNISTDataModule(_IDXDataModule):
+    """Fashion-MNIST (Zalando, MIT). Debian's `dataset-fashion-mnist` package is found as is."""
+
+    name = "Fashion-MNIST"
+    subfolders = ("fashion-mnist", "FashionMNIST/raw")
+    system_places = ("/usr/share/datasets",)
+    classes = (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+        "Bag", "Ankle boot",
+    )  # fmt: skip
+    mean = (0.2860,)
+    std = (0.3530,)
+
+    def _torchvision_fetch(self, folder: str) -> None:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(folder, download=True)
+
+
+class CIFAR10DataModule(InMemoryImageDataModule):
+    """CIFAR-10 (Krizhevsky, 2009): 50,000 train / 10,000 test 3 x 32 x 32 images.
+
+    Training batches are augmented as tensors when `augment` is on: a random crop of the
+    image padded by 4 pixels (reflection) and a random horizontal flip. Evaluation batches
+    never are.
+    """
+
+    name = "CIFAR-10"
+    image_shape = (3, 32, 32)
+    num_classes = 10
+    classes = (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
+
+    def __init__(
+        self, root: str | None = None, download: bool = True, augment: bool = True,
+        batch_size: int = 128, val_size: int = 5000, seed: int = 0, num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(batch_size, val_size, seed, num_workers)
+        self.root = root
+        self.download = download
+        self.augment = augment
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        places = search_roots(self.root)
+        location = find_cifar10(places)
+        error = None
+        if location is None:
+
+            def fetch(folder: str) -> None:
+                from torchvision.datasets import CIFAR10
+
+                CIFAR10(folder, download=True)
+
+            error = _download_error(self.download, fetch)
+            location = find_cifar10(places)
+        if location is None:
+            raise DatasetNotFoundError(not_found_message(self.name, places, CIFAR_ACCEPTED, error))
+        log.info("Reading CIFAR-10 from %s", location)
+        return read_cifar10(location)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
+        trainer = self._trainer
+        if not (self.augment and trainer is not None and trainer.training):
+            return batch
+        images, labels = batch
+        return random_crop_flip(images, padding=4), labels
+
+
+def random_crop_flip(images: Tensor, padding: int) -> Tensor:
+    """Per-image random crop of the reflection-padded batch and random horizontal flip."""
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, [padding] * 4, mode="reflect")
+    rows = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
+    cols = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
+    row_index = rows[:, None] + torch.arange(height, device=images.device)  # (B, H)
+    col_index = cols[:, None] + torch.arange(width, device=images.device)  # (B, W)
+    batch_index = torch.arange(batch, device=images.device)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[batch_index, row_index[:, :, None], col_index[:, None, :]]
+    cropped = cropped.permute(0, 3, 1, 2)
+    flip = torch.rand(batch, device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], cropped.flip(-1), cropped)
+
+
+class ToyDataModule(InMemoryImageDataModule):
+    """The paper's toy sets: sklearn's make_moons / make_circles as two 1-pixel "patches".
+
+    Each point (x, y) becomes an "image" (1, 1, 2), so a network with patch_size=1 sees
+    d = 2 positions with n = 1 value each, as in the paper's decision-boundary figure.
+    """
+
+    image_shape = (1, 1, 2)
+    num_classes = 2
+    classes = ("0", "1")
+    max_value = 1.0
+    mean = (0.0,)
+    std = (1.0,)
+
+    def __init__(
+        self, dataset: str = "moons", num_samples: int = 2000, noise: float = 0.1,
+        batch_size: int = 64, val_size: int = 200, seed: int = 0, num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(batch_size, val_size, seed, num_workers)
+        if dataset not in ("moons", "circles"):
+            raise ValueError(f"dataset must be 'moons' or 'circles', got {dataset!r}.")
+        self.dataset = dataset
+        self.num_samples = num_samples
+        self.noise = noise
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        from sklearn.datasets import make_circles, make_moons
+
+        make = make_moons if self.dataset == "moons" else make_circles
+        kwargs = {"noise": self.noise} | ({"factor": 0.5} if self.dataset == "circles" else {})
+        splits = []
+        for count, seed in ((self.num_samples, self.seed), (self.num_samples // 2, self.seed + 1)):
+            points, labels = make(n_samples=count, random_state=seed, **kwargs)
+            images = torch.from_numpy(points).float().reshape(-1, 1, 1, 2)
+            splits += [images, torch.from_numpy(labels).long()]
+        return tuple(splits)  # type: ignore[return-value]

@@ -1,0 +1,180 @@
+"""Data modules on small fixture files written in the real formats."""
+
+import gzip
+import pickle
+import struct
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from tensor_zoo.data import (
+    CIFAR10DataModule,
+    DatasetNotFoundError,
+    DigitsDataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    ToyDataModule,
+    random_crop_flip,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_places(tmp_path, monkeypatch):
+    """No test sees the user's cache or TENSOR_ZOO_DATA."""
+    monkeypatch.setenv("TENSOR_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TENSOR_ZOO_DATA", raising=False)
+
+
+def write_idx(path, array: np.ndarray, compress: bool) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def make_idx_dataset(folder, train: int = 60, test: int = 20, compress: bool = True):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(test) % 10,
+    }
+    for name, array in arrays.items():
+        write_idx(folder / name, array, compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize(
+    ("module", "layout"),
+    [
+        (MNISTDataModule, ""),
+        (MNISTDataModule, "MNIST/raw"),
+        (FashionMNISTDataModule, "fashion-mnist"),
+    ],
+)
+def test_idx_datasets_read_from_root(tmp_path, module, layout, compress):
+    arrays = make_idx_dataset(tmp_path / "data" / layout, compress=compress)
+    data = module(root=str(tmp_path / "data"), download=False, val_size=10, batch_size=8)
+    data.setup()
+    assert len(data.train_set) == 50 and len(data.val_set) == 10 and len(data.test_set) == 20
+    images, labels = next(iter(data.test_dataloader()))
+    assert images.shape == (8, 1, 28, 28) and images.dtype == torch.float32
+    expected = torch.from_numpy(arrays["t10k-images-idx3-ubyte"][:8]).float() / 255
+    torch.testing.assert_close(images[:, 0], expected)
+    assert labels.tolist() == list(range(8))
+
+
+def test_environment_variable_is_the_second_place(tmp_path, monkeypatch):
+    make_idx_dataset(tmp_path / "env" / "mnist")
+    monkeypatch.setenv("TENSOR_ZOO_DATA", str(tmp_path / "env"))
+    data = MNISTDataModule(download=False, val_size=10)
+    data.setup()
+    assert len(data.test_set) == 20
+
+
+def test_validation_split_is_fixed_by_the_seed(tmp_path):
+    make_idx_dataset(tmp_path / "d")
+    first, second = (
+        MNISTDataModule(root=str(tmp_path / "d"), download=False, val_size=10) for _ in range(2)
+    )
+    first.setup()
+    second.setup()
+    assert torch.equal(first.val_set.labels, second.val_set.labels)
+    assert torch.equal(first.val_set.images, second.val_set.images)
+
+
+def write_cifar_fixture(folder, layout: str, per_batch: int = 12):
+    rng = np.random.default_rng(1)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = (rng.integers(0, 256, (per_batch, 3072)), rng.integers(0, 10, per_batch))
+    if layout == "python":
+        target = folder / "cifar-10-batches-py"
+        target.mkdir(parents=True)
+        for name, (data, labels) in batches.items():
+            with open(target / name, "wb") as stream:
+                pickle.dump({b"data": data.astype(np.uint8), b"labels": labels.tolist()}, stream)
+        return batches
+    records = {
+        f"{name}.bin": np.concatenate([labels[:, None], data], axis=1).astype(np.uint8).tobytes()
+        for name, (data, labels) in batches.items()
+    }
+    target = folder / "cifar-10-batches-bin"
+    target.mkdir(parents=True)
+    for name, blob in records.items():
+        (target / name).write_bytes(blob)
+    if layout.startswith("archive"):
+        mode = "w:xz" if layout == "archive-xz" else "w:gz"
+        suffix = "xz" if layout == "archive-xz" else "gz"
+        with tarfile.open(folder / f"cifar-10-binary.tar.{suffix}", mode) as archive:
+            archive.add(target, arcname="cifar-10-batches-bin")
+        for path in target.iterdir():
+            path.unlink()
+        target.rmdir()
+    return batches
+
+
+@pytest.mark.parametrize("layout", ["python", "binary", "archive-gz", "archive-xz"])
+def test_cifar10_layouts(tmp_path, layout):
+    batches = write_cifar_fixture(tmp_path / "cifar10", layout)
+    data = CIFAR10DataModule(root=str(tmp_path), download=False, val_size=6, batch_size=12)
+    data.setup()
+    assert len(data.train_set) == 54 and len(data.test_set) == 12
+    images, labels = next(iter(data.test_dataloader()))
+    test_data, test_labels = batches["test_batch"]
+    assert images.shape == (12, 3, 32, 32)
+    torch.testing.assert_close(
+        images, torch.from_numpy(test_data).reshape(12, 3, 32, 32).float() / 255
+    )
+    assert labels.tolist() == test_labels.tolist()
+
+
+def test_missing_data_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.MNIST.mirrors", ["http://127.0.0.1:9/"])  # refused
+    with pytest.raises(DatasetNotFoundError) as info:
+        MNISTDataModule(root=str(tmp_path / "nowhere")).setup()
+    message = str(info.value)
+    assert "MNIST was not found" in message
+    assert str(tmp_path / "nowhere") in message and str(tmp_path / "cache") in message
+    assert "train-images-idx3-ubyte" in message and "The download failed" in message
+    assert "--data.root" in message and "TENSOR_ZOO_DATA" in message
+
+
+def test_missing_cifar_lists_the_accepted_layouts(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"):
+        CIFAR10DataModule(root=str(tmp_path), download=False).setup()
+
+
+def test_random_crop_flip_keeps_content_and_shape():
+    images = torch.rand(16, 3, 32, 32)
+    augmented = random_crop_flip(images, padding=4)
+    assert augmented.shape == images.shape
+    assert not torch.equal(augmented, images)
+    assert torch.equal(random_crop_flip(images, padding=0).sort(-1).values, images.sort(-1).values)
+
+
+@pytest.mark.parametrize("dataset", ["moons", "circles"])
+def test_toy_sets_are_two_one_pixel_patches(dataset):
+    data = ToyDataModule(dataset, num_samples=200, val_size=20)
+    data.setup()
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape[1:] == (1, 1, 2) and set(labels.tolist()) <= {0, 1}
+    assert len(data.test_set) == 100
+
+
+def test_digits_module():
+    data = DigitsDataModule()
+    data.setup()
+    assert len(data.train_set) + len(data.val_set) + len(data.test_set) == 1797
+    images, _ = next(iter(data.train_dataloader()))
+    assert images.shape[1:] == (1, 8, 8) and 0 <= images.min() and images.max() <= 1
