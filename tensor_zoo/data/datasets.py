@@ -154,7 +154,7 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         return read_cifar10(location)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
-        trainer = self._trainer
+        trainer = self.trainer
         if not (self.augment and trainer is not None and trainer.training):
             return batch
         images, labels = batch

@@ -1,0 +1,109 @@
+"""Every recipe through its real command line, in a subprocess, on fixture files."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_data import make_idx_dataset, write_cifar_fixture
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+FAST = [
+    "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false", "--data.val_size=16",
+    "--data.batch_size=8", "--data.download=false", "--trainer.log_every_n_steps=1",
+]  # fmt: skip
+CSV = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=csv"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_idx_dataset(root / "mnist")
+    make_idx_dataset(root / "fashion-mnist")
+    write_cifar_fixture(root / "cifar10", "binary")
+    return root
+
+
+def run_recipe(name, args, cwd, data_root, timeout=300):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env.update(HOME=str(cwd), TENSOR_ZOO_CACHE=str(cwd / "cache"), TENSOR_ZOO_DATA=str(data_root))
+    result = subprocess.run(
+        [sys.executable, str(RECIPES / f"{name}.py"), *args], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def csv_keys(cwd):
+    (metrics,) = list(Path(cwd, "csv").rglob("metrics.csv"))
+    with open(metrics) as stream:
+        return set(next(csv.reader(stream)))
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_fit_through_the_cli_logs_to_wandb_offline(name, tmp_path, data_root):
+    result = run_recipe(name, ["fit", *FAST], tmp_path, data_root)
+    assert "W&B: no login found, so this run is logged offline" in result.stderr
+    (run_dir,) = list(tmp_path.glob(f"runs/{name}/wandb/offline-run-*"))
+    assert list(run_dir.glob("run-*.wandb"))
+    assert (tmp_path / "runs" / name / "config.yaml").is_file()
+    assert list(tmp_path.glob(f"runs/{name}/**/checkpoints/last.ckpt"))
+
+
+def test_no_subcommand_fits_then_tests_with_a_csv_logger(tmp_path, data_root):
+    result = run_recipe(
+        "mnist",
+        [*FAST, *CSV, "--model.network=HTNet", "--model.network.rank=4"],
+        tmp_path,
+        data_root,
+    )
+    assert "test/acc" in result.stdout
+    keys = csv_keys(tmp_path)
+    assert {
+        "train/loss_step",
+        "val/loss",
+        "val/acc",
+        "test/acc",
+        "test/loss",
+        "train/images_per_s",
+    } <= keys
+    assert any(key.startswith("lr-AdamW") for key in keys)
+    (checkpoint,) = list(tmp_path.glob("csv/**/last.ckpt"))
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert (
+        hparams["network"]["class_path"].endswith("HTNet")
+        and hparams["network"]["init_args"]["rank"] == 4
+    )
+
+
+def test_two_devices_start_two_processes(tmp_path, data_root):
+    result = run_recipe("mnist", ["fit", *FAST, *CSV, "--trainer.devices=2"], tmp_path, data_root)
+    output = result.stdout + result.stderr
+    assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
+
+
+def test_ckpt_path_resumes_from_the_saved_step(tmp_path, data_root):
+    run_recipe("mnist", ["fit", *FAST, *CSV], tmp_path, data_root)
+    (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
+    args = ["fit", *FAST, *CSV, "--trainer.max_epochs=2", f"--ckpt_path={last}"]
+    result = run_recipe("mnist", args, tmp_path, data_root)
+    assert "Restoring states from the checkpoint" in result.stdout + result.stderr
+    resumed = sorted(tmp_path.glob("csv/**/last.ckpt"), key=lambda p: p.stat().st_mtime)[-1]
+    assert torch.load(resumed, map_location="cpu", weights_only=False)["global_step"] == 6
+
+
+def test_print_config_is_complete_and_reusable(tmp_path, data_root):
+    result = run_recipe(
+        "cifar10", ["fit", "--print_config", "--model.network=CPNet"], tmp_path, data_root
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(result.stdout)
+    assert "class_path: tensor_zoo.networks.cp.CPNet" in result.stdout or "CPNet" in result.stdout
+    run_recipe("cifar10", ["fit", f"--config={config}", *FAST, *CSV], tmp_path, data_root)
+    assert "test/acc" not in csv_keys(tmp_path)  # fit only
