@@ -107,3 +107,11 @@ def test_print_config_is_complete_and_reusable(tmp_path, data_root):
     assert "class_path: tensor_zoo.networks.cp.CPNet" in result.stdout or "CPNet" in result.stdout
     run_recipe("cifar10", ["fit", f"--config={config}", *FAST, *CSV], tmp_path, data_root)
     assert "test/acc" not in csv_keys(tmp_path)  # fit only
+
+
+def test_testing_sends_a_confusion_matrix_and_sample_predictions_to_wandb(tmp_path, data_root):
+    run_recipe("mnist", FAST, tmp_path, data_root)
+    (files,) = list(tmp_path.glob("runs/mnist/wandb/offline-run-*/files"))
+    tables = [path.name for path in files.rglob("*.table.json")]
+    assert any(name.startswith("confusion_matrix") for name in tables), tables
+    assert any(name.startswith("sample_predictions") for name in tables), tables
