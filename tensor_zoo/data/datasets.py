@@ -60,8 +60,7 @@ class _IDXDataModule(InMemoryImageDataModule):
         error = None
         if folder is None:
             error = _download_error(self.download, self._torchvision_fetch)
-            places_after = search_roots(self.root, self.system_places)
-            folder = find_idx_folder(places_after, self.subfolders)
+            folder = find_idx_folder(places, self.subfolders)
         if folder is None:
             accepted = (
                 "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
