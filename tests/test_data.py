@@ -15,6 +15,7 @@ from tensor_zoo.data import (
     DigitsDataModule,
     FashionMNISTDataModule,
     MNISTDataModule,
+    ShardSampler,
     ToyDataModule,
     random_crop_flip,
 )
@@ -137,6 +138,30 @@ def test_cifar10_layouts(tmp_path, layout):
         images, torch.from_numpy(test_data).reshape(12, 3, 32, 32).float() / 255
     )
     assert labels.tolist() == test_labels.tolist()
+
+
+def test_archive_is_decoded_once_then_read_from_the_cache(tmp_path):
+    batches = write_cifar_fixture(tmp_path / "cifar10", "archive-xz")
+    first = CIFAR10DataModule(root=str(tmp_path), download=False).load()
+    (entry,) = list((tmp_path / "cache" / "decoded").glob("cifar10-*.pt"))
+    entry.write_bytes(b"")  # a broken entry is dropped and decoded again
+    again = CIFAR10DataModule(root=str(tmp_path), download=False).load()
+    assert entry.stat().st_size > 0
+    torch.save([tensor[:1] for tensor in first], entry)  # proves the next read uses the cache
+    cached = CIFAR10DataModule(root=str(tmp_path), download=False).load()
+    assert [len(tensor) for tensor in cached] == [1, 1, 1, 1]
+    for expected, actual in zip(first, again, strict=True):
+        assert torch.equal(expected, actual)
+    assert first[3].tolist() == batches["test_batch"][1].tolist()
+
+
+@pytest.mark.parametrize("count, world", [(10, 2), (11, 2), (7, 3), (2, 4)])
+def test_shard_sampler_covers_every_item_exactly_once(count, world):
+    shards = [list(ShardSampler(range(count), world, rank)) for rank in range(world)]
+    assert sorted(index for shard in shards for index in shard) == list(range(count))
+    assert [len(ShardSampler(range(count), world, rank)) for rank in range(world)] == [
+        len(shard) for shard in shards
+    ]
 
 
 def test_missing_data_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch):

@@ -115,3 +115,21 @@ def test_testing_sends_a_confusion_matrix_and_sample_predictions_to_wandb(tmp_pa
     tables = [path.name for path in files.rglob("*.table.json")]
     assert any(name.startswith("confusion_matrix") for name in tables), tables
     assert any(name.startswith("sample_predictions") for name in tables), tables
+
+
+def test_two_device_test_accuracy_counts_each_image_once(tmp_path):
+    """21 test images on 2 processes: the padded default sampler would score 22."""
+    make_idx_dataset(tmp_path / "data" / "mnist", test=21)
+    run_recipe("mnist", ["fit", *FAST, *CSV], tmp_path, tmp_path / "data")
+    (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
+    accuracies = {}
+    for devices in (1, 2):
+        save_dir = f"--trainer.logger.save_dir=test{devices}"
+        args = ["test", *FAST, *CSV, save_dir, "--trainer.limit_test_batches=1.0"]
+        run_recipe("mnist", [*args, f"--trainer.devices={devices}", f"--ckpt_path={last}"],
+                   tmp_path, tmp_path / "data")  # fmt: skip
+        (metrics,) = list(tmp_path.glob(f"test{devices}/**/metrics.csv"))
+        with open(metrics) as stream:
+            accuracies[devices] = float(next(csv.DictReader(stream))["test/acc"])
+    assert accuracies[1] == pytest.approx(accuracies[2], abs=1e-6)
+    assert round(accuracies[1] * 21, 4).is_integer()

@@ -1,6 +1,11 @@
 """Data modules: whole datasets in memory as uint8 tensors."""
 
-from tensor_zoo.data.base import InMemoryImageDataModule, ScaledTensorDataset, split_indices
+from tensor_zoo.data.base import (
+    InMemoryImageDataModule,
+    ScaledTensorDataset,
+    ShardSampler,
+    split_indices,
+)
 from tensor_zoo.data.datasets import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
@@ -19,6 +24,7 @@ __all__ = [
     "InMemoryImageDataModule",
     "MNISTDataModule",
     "ScaledTensorDataset",
+    "ShardSampler",
     "ToyDataModule",
     "random_crop_flip",
     "split_indices",

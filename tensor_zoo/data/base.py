@@ -12,7 +12,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 class ScaledTensorDataset(Dataset):
@@ -30,6 +30,27 @@ class ScaledTensorDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.images[index].float() / self.max_value, self.labels[index]
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation sampler for several processes: rank i reads items i, i + world, ... in order.
+
+    Lightning's default DistributedSampler pads the dataset with repeated items so that every
+    process gets the same count, which makes multi-device validation and test accuracy count
+    some images twice. Shards here are disjoint and cover the set exactly once (their sizes
+    differ by at most one); accuracy summed over processes is then the exact single-device
+    number. Lightning keeps a DistributedSampler it is given instead of replacing it.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def split_indices(count: int, holdout: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -80,9 +101,13 @@ class InMemoryImageDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("Call setup() before asking for a data loader.")
+        trainer = self.trainer
+        sampler = None
+        if not shuffle and trainer is not None and trainer.world_size > 1:
+            sampler = ShardSampler(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
         )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -15,7 +17,7 @@ from tensor_zoo.data.files import (
     find_cifar10,
     find_idx_folder,
     not_found_message,
-    read_cifar10,
+    read_cifar10_cached,
     read_idx_dataset,
     search_roots,
 )
@@ -23,15 +25,32 @@ from tensor_zoo.data.files import (
 log = logging.getLogger(__name__)
 
 
-def _download_error(download: bool, fetch) -> str | None:
-    """Run torchvision's download into the cache; return why it failed (None: it worked)."""
-    if not download:
-        return None
-    try:
-        fetch(str(cache_dir()))
-    except Exception as error:  # any failure becomes part of one actionable message
-        return f"{type(error).__name__}: {error}".splitlines()[0][:300]
-    return None
+def locate_dataset(
+    name: str,
+    places: list[Path],
+    find: Callable[[list[Path]], Path | None],
+    fetch: Callable[[str], None] | None,
+    accepted: str,
+) -> Path:
+    """Find a dataset in `places`; else run `fetch` (a download into the cache) and look again.
+
+    Raises DatasetNotFoundError naming every place looked at, the accepted layouts and why the
+    download failed (or that downloading is off, `fetch=None`).
+    """
+    location = find(places)
+    error = None
+    if location is None and fetch is not None:
+        try:
+            fetch(str(cache_dir()))
+        except Exception as exc:  # any failure becomes part of one actionable message
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        location = find(places)
+        if location is None and error is None:
+            error = "the download reported success but the files are not in the cache"
+    if location is None:
+        raise DatasetNotFoundError(not_found_message(name, places, accepted, error))
+    log.info("Reading %s from %s", name, location)
+    return location
 
 
 class _IDXDataModule(InMemoryImageDataModule):
@@ -55,22 +74,16 @@ class _IDXDataModule(InMemoryImageDataModule):
         raise NotImplementedError
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        places = search_roots(self.root, self.system_places)
-        folder = find_idx_folder(places, self.subfolders)
-        error = None
-        if folder is None:
-            error = _download_error(self.download, self._torchvision_fetch)
-            folder = find_idx_folder(places, self.subfolders)
-        if folder is None:
-            accepted = (
-                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                "t10k-labels-idx1-ubyte (each plain or .gz), at the top of a place or in "
-                + ", ".join(f"{sub}/" for sub in self.subfolders)
-            )
-            if self.download and error is None:
-                error = "torchvision reported success but the files are not in the cache"
-            raise DatasetNotFoundError(not_found_message(self.name, places, accepted, error))
-        log.info("Reading %s from %s", self.name, folder)
+        accepted = (
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            "t10k-labels-idx1-ubyte (each plain or .gz), at the top of a place or in "
+            + ", ".join(f"{sub}/" for sub in self.subfolders)
+        )
+        folder = locate_dataset(
+            self.name, search_roots(self.root, self.system_places),
+            lambda places: find_idx_folder(places, self.subfolders),
+            self._torchvision_fetch if self.download else None, accepted,
+        )  # fmt: skip
         return read_idx_dataset(folder)
 
 
@@ -135,22 +148,17 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         self.augment = augment
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        places = search_roots(self.root)
-        location = find_cifar10(places)
-        error = None
-        if location is None:
+        location = locate_dataset(
+            self.name, search_roots(self.root), find_cifar10,
+            self._torchvision_fetch if self.download else None, CIFAR_ACCEPTED,
+        )  # fmt: skip
+        return read_cifar10_cached(location)
 
-            def fetch(folder: str) -> None:
-                from torchvision.datasets import CIFAR10
+    @staticmethod
+    def _torchvision_fetch(folder: str) -> None:
+        from torchvision.datasets import CIFAR10
 
-                CIFAR10(folder, download=True)
-
-            error = _download_error(self.download, fetch)
-            location = find_cifar10(places)
-        if location is None:
-            raise DatasetNotFoundError(not_found_message(self.name, places, CIFAR_ACCEPTED, error))
-        log.info("Reading CIFAR-10 from %s", location)
-        return read_cifar10(location)
+        CIFAR10(folder, download=True)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
         trainer = self.trainer

@@ -9,6 +9,8 @@ top or in one of its usual sub-folders (`mnist/`, `MNIST/raw/`, ...).
 from __future__ import annotations
 
 import gzip
+import hashlib
+import logging
 import os
 import pickle
 import struct
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -182,3 +186,31 @@ def read_cifar10(location: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         train = _parse_cifar_pickles([location / name for name in CIFAR_PY_TRAIN])
         test = _parse_cifar_pickles([location / "test_batch"])
     return (*train, *test)
+
+
+def read_cifar10_cached(location: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`read_cifar10`, keeping an archive's decoded tensors in the cache folder.
+
+    Decompressing the .tar.xz archive takes about 20 s; the decoded uint8 tensors (180 MB)
+    load in well under a second. The cache entry is keyed by the archive's path, size and
+    modification time, so a replaced archive is read again. Folders are read directly.
+    """
+    if not location.is_file():
+        return read_cifar10(location)
+    stat = location.stat()
+    key = hashlib.sha256(f"{location.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    cached = cache_dir() / "decoded" / f"cifar10-{key.hexdigest()[:16]}.pt"
+    if cached.is_file():
+        try:
+            return tuple(torch.load(cached, weights_only=True))  # type: ignore[return-value]
+        except (RuntimeError, EOFError, pickle.UnpicklingError):
+            cached.unlink(missing_ok=True)  # a half-written entry: decode the archive again
+    tensors = read_cifar10(location)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(list(tensors), partial)
+        partial.replace(cached)
+    except OSError as error:  # a read-only or full cache only costs speed
+        log.warning("Could not cache decoded CIFAR-10 in %s: %s", cached.parent, error)
+    return tensors
