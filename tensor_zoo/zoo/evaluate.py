@@ -1,0 +1,57 @@
+"""Measure a network on its dataset's official test split (a plain torch loop, no Trainer)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from tensor_zoo.networks import TensorNetwork
+
+
+def data_module_for(dataset: str, root: str | None = None, batch_size: int = 500):
+    """The data module of a dataset key of the registry ("mnist", "fashion-mnist", "cifar10")."""
+    from tensor_zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
+
+    modules = {
+        "mnist": MNISTDataModule,
+        "fashion-mnist": FashionMNISTDataModule,
+        "cifar10": CIFAR10DataModule,
+    }
+    if dataset not in modules:
+        raise ValueError(
+            f"No data module for dataset {dataset!r}; expected one of {sorted(modules)}."
+        )
+    return modules[dataset](root=root, batch_size=batch_size)
+
+
+@torch.no_grad()
+def evaluate(
+    network: TensorNetwork,
+    dataset: str,
+    root: str | None = None,
+    batch_size: int = 500,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy on the test split -> {"test/acc", "test/loss", "images"}.
+
+    `limit` evaluates only the first `limit` test images (for quick checks).
+    """
+    data = data_module_for(dataset, root, batch_size)
+    data.setup("test")
+    network = network.eval()
+    device = next(network.parameters()).device
+    correct, loss_sum, count = 0, 0.0, 0
+    batches = tqdm(data.test_dataloader(), desc=f"test {dataset}", disable=not progress)
+    for images, labels in batches:
+        if limit is not None and count >= limit:
+            break
+        if limit is not None:
+            images, labels = images[: limit - count], labels[: limit - count]
+        logits = network(images.to(device))
+        labels = labels.to(device)
+        correct += int((logits.argmax(-1) == labels).sum())
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        count += len(labels)
+    return {"test/acc": correct / count, "test/loss": loss_sum / count, "images": float(count)}

@@ -1,0 +1,184 @@
+"""Turn a recipe's training checkpoint (.ckpt) into a published checkpoint folder + index entry.
+
+The test metrics are measured here, on the dataset's test split, not copied from the log.
+The training details come from the run folder Lightning wrote next to the checkpoint
+(`config.yaml`, and `metrics.csv` for the epoch times when a CSV logger was used).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import tensor_zoo
+from tensor_zoo.networks import build_network
+from tensor_zoo.zoo.card import render_card
+from tensor_zoo.zoo.evaluate import evaluate
+from tensor_zoo.zoo.format import CARD_FILE, CONFIG_FILE, GOLDEN_FILE, WEIGHTS_FILE, write_folder
+from tensor_zoo.zoo.hub import local_checkpoints_dir, sha256_file
+from tensor_zoo.zoo.registry import (
+    ARCHITECTURES,
+    DATASETS,
+    FORMAT_VERSION,
+    ModelName,
+    read_index,
+    write_index,
+)
+
+log = logging.getLogger(__name__)
+HUB_DATASET_IDS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist", "cifar10": "cifar10"}
+
+
+def hardware_description() -> str:
+    """CPU model, core count and torch threads (and the GPU, when one was used)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name()}"
+    return text
+
+
+def _run_details(ckpt_path: Path) -> dict[str, Any]:
+    """Epochs and epoch wall times from the run folder holding the checkpoint, when there."""
+    run_dir = ckpt_path.resolve().parent.parent
+    details: dict[str, Any] = {}
+    config_file = run_dir / "config.yaml"
+    if config_file.is_file():
+        run_config = yaml.safe_load(config_file.read_text())
+        trainer = run_config.get("trainer", {})
+        details["epochs"] = trainer.get("max_epochs")
+        details["devices"] = trainer.get("devices")
+        details["batch_size"] = run_config.get("data", {}).get("batch_size")
+        details["seed"] = run_config.get("seed_everything")
+    metrics_file = run_dir / "metrics.csv"
+    if metrics_file.is_file():
+        with open(metrics_file) as stream:
+            seconds = [float(r["train/epoch_seconds"]) for r in csv.DictReader(stream)
+                       if r.get("train/epoch_seconds")]  # fmt: skip
+        if seconds:
+            details["epoch_seconds"] = [round(s, 2) for s in seconds]
+            details["wall_time_s"] = round(sum(seconds), 1)
+    return details
+
+
+def export_checkpoint(
+    ckpt_path: str | os.PathLike,
+    name: str,
+    command: str,
+    out_dir: str | os.PathLike | None = None,
+    data_root: str | None = None,
+    data_variant: str | None = None,
+    data_note: str | None = None,
+    target_note: str | None = None,
+    index_path: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write checkpoints/<name>/ from a training .ckpt and record it in the index.
+
+    `command` is the exact training command; `data_variant` marks a non-original copy of the
+    test data (e.g. "JPEG copy"), which then appears in the dataset's name everywhere.
+    """
+    ckpt_path = Path(ckpt_path)
+    parsed = ModelName.parse(name)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickle code
+    network_config = checkpoint["hyper_parameters"]["network"]
+    class_name = network_config["class_path"].rsplit(".", 1)[-1]
+    rank = network_config["init_args"].get("rank")
+    if class_name != ARCHITECTURES[parsed.arch] or rank != parsed.rank:
+        raise ValueError(
+            f"{ckpt_path} holds a {class_name} of rank {rank!r}, but the name {name!r} says "
+            f"{ARCHITECTURES[parsed.arch]} of rank {parsed.rank}. Pick the matching name."
+        )
+    network = build_network(network_config)
+    prefix = "network."
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    network.load_state_dict(state, strict=True)
+    network.eval()
+
+    spec = DATASETS[parsed.dataset]
+    metrics = evaluate(network, parsed.dataset, data_root, progress=progress)
+    title = f"{spec.title} ({data_variant})" if data_variant else spec.title
+    count = int(metrics["images"])
+    details = _run_details(ckpt_path)
+    hyper = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "network"}
+    for key in ("batch_size", "seed", "devices"):
+        if details.get(key) is not None:
+            hyper[key] = details[key]
+    config: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "architecture": network.config,
+        "dataset": {
+            "key": parsed.dataset,
+            "title": title,
+            "hub_id": HUB_DATASET_IDS[parsed.dataset],
+            "description": f"the {title} training set (a fixed-seed validation split held out) "
+            f"and its official test split ({count:,} images)",
+            "note": data_note,
+        },
+        "classes": list(spec.classes),
+        "input": {
+            "shape": [spec.in_channels, *network.patches.image_size],
+            "dtype": "float32",
+            "value_range": [0.0, 1.0],
+            "mean": network.config["init_args"]["input_mean"],
+            "std": network.config["init_args"]["input_std"],
+            "normalised_by_model": True,
+        },
+        "num_params": network.num_params,
+        "metrics": {
+            **{key: round(value, 6) for key, value in metrics.items() if key != "images"},
+            "images": count,
+            "measured_on": f"the {title} test split ({count:,} images)",
+            "torch_version": torch.__version__.split("+")[0],
+            "date": datetime.date.today().isoformat(),
+        },
+        "training": {
+            "command": command,
+            "epochs": details.get("epochs"),
+            "checkpoint_epoch": int(checkpoint["epoch"]) + 1,
+            "global_step": int(checkpoint["global_step"]),
+            "wall_time_s": details.get("wall_time_s"),
+            "epoch_seconds": details.get("epoch_seconds"),
+            "hardware": hardware_description(),
+            "hyper_parameters": hyper,
+            "tensor_zoo_version": tensor_zoo.__version__,
+            "target_note": target_note,
+        },
+    }
+    folder = Path(out_dir) if out_dir else (local_checkpoints_dir() or Path("checkpoints"))
+    folder = folder / name
+    write_folder(folder, network, config, render_card(config))
+    files = {
+        filename: {
+            "sha256": sha256_file(folder / filename),
+            "size": (folder / filename).stat().st_size,
+        }
+        for filename in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, GOLDEN_FILE)
+    }
+    index = read_index(index_path)
+    index["models"][name] = {
+        "files": files,
+        "hub": {"repo_id": None, "revision": None},
+        "config": config,
+    }
+    write_index(index, index_path)
+    log.info("Exported %s to %s (test accuracy %.2f%%)", name, folder, 100 * metrics["test/acc"])
+    return folder

@@ -1,0 +1,219 @@
+"""Where checkpoint files come from: a local checkpoints folder, else the Hugging Face Hub.
+
+Every file of a published checkpoint is checked against the sha256 in the index before
+anything reads it. A file that fails the check in the Hub cache is deleted (the next call
+downloads it again); one in a local folder is left alone, since it is the user's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tensor_zoo.zoo.registry import UnknownModelError, published_entry, unknown_name_message
+
+log = logging.getLogger(__name__)
+DEFAULT_HUB_ORG = "tensor-zoo"
+TRUE_VALUES = {"1", "true", "yes", "on"}
+
+
+class ChecksumError(RuntimeError):
+    """A checkpoint file's sha256 is not the one in the index."""
+
+
+class HubError(RuntimeError):
+    """The Hub could not provide a checkpoint file (missing repo or file, offline, down)."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_checkout_checkpoints() -> Path | None:
+    """The repository's `checkpoints/` when tensor_zoo runs from a source checkout."""
+    root = Path(__file__).resolve().parents[2]
+    folder = root / "checkpoints"
+    return folder if folder.is_dir() and (root / "pyproject.toml").is_file() else None
+
+
+def local_checkpoints_dir() -> Path | None:
+    """`TENSOR_ZOO_CHECKPOINTS`, else the source checkout's `checkpoints/`, else None."""
+    configured = os.environ.get("TENSOR_ZOO_CHECKPOINTS")
+    return Path(configured).expanduser() if configured else source_checkout_checkpoints()
+
+
+def hub_org() -> str:
+    """The Hub organisation (or user) that holds the checkpoints: `TENSOR_ZOO_HUB_ORG`."""
+    return os.environ.get("TENSOR_ZOO_HUB_ORG", DEFAULT_HUB_ORG)
+
+
+def hub_endpoint() -> str | None:
+    """`HF_ENDPOINT` read now (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def hub_cache_dir() -> str | None:
+    """The Hub cache folder from `HF_HUB_CACHE` / `HF_HOME`, read now; None: the default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def offline_mode() -> bool:
+    """True when `HF_HUB_OFFLINE` is set: no network call at all."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_VALUES
+
+
+def hub_location(name: str, entry: dict[str, Any]) -> tuple[str, str]:
+    """(repo id, revision) to download from: the pinned commit when the org is the published one.
+
+    An index entry records where `publish` uploaded it ({"repo_id", "revision"}). With another
+    org (`TENSOR_ZOO_HUB_ORG`, e.g. a mirror) the commit differs, so "main" is used; the sha256
+    check keeps the content pinned either way.
+    """
+    repo_id = f"{hub_org()}/{name}"
+    hub = entry.get("hub") or {}
+    if hub.get("repo_id") == repo_id and hub.get("revision"):
+        return repo_id, hub["revision"]
+    return repo_id, "main"
+
+
+def checked_entry(name: str) -> dict[str, Any]:
+    """The index entry of a published checkpoint; UnknownModelError otherwise."""
+    entry = published_entry(name)
+    if entry is None:
+        raise UnknownModelError(
+            f"No published weights for {name!r}. "
+            + unknown_name_message(name).split(".", 1)[1].strip()
+        )
+    return entry
+
+
+def fetch_file(
+    name: str, filename: str, revision: str | None = None, local_files_only: bool = False
+) -> Path:
+    """Path of a verified file of a published checkpoint: local folder first, then the Hub."""
+    entry = checked_entry(name)
+    if filename not in entry["files"]:
+        raise KeyError(f"{name} has no file {filename!r}; it has {sorted(entry['files'])}.")
+    expected = entry["files"][filename]["sha256"]
+    local = local_checkpoints_dir()
+    if local is not None and (local / name / filename).is_file():
+        path = local / name / filename
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"{path} has sha256 {actual}, but the index expects {expected}. The local copy "
+                f"differs from the published checkpoint: restore it (git checkout / re-export) "
+                f"or remove it to download the published one."
+            )
+        return path
+    path = _download(name, entry, filename, revision, local_files_only)
+    actual = sha256_file(path)
+    if actual != expected:
+        _remove_cached(path)
+        raise ChecksumError(
+            f"The downloaded {filename} of {name} has sha256 {actual}, but the index expects "
+            f"{expected} (a truncated or corrupted download, or a changed repo). The bad copy "
+            f"was removed from the Hub cache; calling again downloads it again."
+        )
+    return path
+
+
+def _remove_cached(path: Path) -> None:
+    """Delete a Hub-cache file: the snapshot link and the blob it points to."""
+    blob = path.resolve()
+    for target in {path, blob}:
+        target.unlink(missing_ok=True)
+
+
+def _download(
+    name: str, entry: dict[str, Any], filename: str, revision: str | None, local_files_only: bool
+) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo_id, pinned = hub_location(name, entry)
+    revision = revision or pinned
+    offline = local_files_only or offline_mode()
+    endpoint = hub_endpoint() or "https://huggingface.co"
+    where = f"{repo_id}@{revision} on {endpoint}"
+    elsewhere = (
+        f"Or use a local copy: load({name!r}, path=FOLDER), or put the folder in "
+        f"TENSOR_ZOO_CHECKPOINTS."
+    )
+    try:
+        path = hf_hub_download(
+            repo_id, filename, revision=revision, cache_dir=hub_cache_dir(),
+            local_files_only=offline, endpoint=hub_endpoint(), library_name="tensor-zoo",
+        )  # fmt: skip
+    except RevisionNotFoundError as error:
+        raise HubError(
+            f"Revision {revision!r} of {repo_id} does not exist on {endpoint}. {elsewhere}"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise HubError(
+            f"The Hub has no repo {repo_id} (at {endpoint}): the checkpoint may not be "
+            f"uploaded there. Set TENSOR_ZOO_HUB_ORG to the org that holds it. {elsewhere}"
+        ) from error
+    except LocalEntryNotFoundError as error:
+        if offline:
+            raise HubError(
+                f"{filename} of {name} is not in the local checkpoints folder or the Hub cache, "
+                f"and offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True). Download "
+                f"it once with network access (unset HF_HUB_OFFLINE). {elsewhere}"
+            ) from error
+        raise HubError(
+            f"Could not download {filename} from {where}, and it is not cached: the Hub did not "
+            f"answer ({error.__cause__ or error}). Check the network or HF_ENDPOINT; with a "
+            f"cached copy, HF_HUB_OFFLINE=1 loads it without asking. {elsewhere}"
+        ) from error
+    except EntryNotFoundError as error:
+        raise HubError(f"{where} has no file {filename}. {elsewhere}") from error
+    except HfHubHTTPError as error:
+        raise HubError(f"The Hub refused {filename} from {where}: {error}. {elsewhere}") from error
+    log.info("%s of %s from %s", filename, name, path)
+    return Path(path)
+
+
+def publish_folder(
+    folder: Path,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+) -> str:
+    """Create `repo_id` if needed and upload a checkpoint folder; returns the commit sha."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=hub_endpoint(), token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder),
+            commit_message=commit_message or f"Upload {folder.name} with tensor-zoo",
+        )  # fmt: skip
+    except HfHubHTTPError as error:
+        raise HubError(
+            f"The Hub ({hub_endpoint() or 'https://huggingface.co'}) refused the upload to "
+            f"{repo_id}: {error}. Check that your token (HF_TOKEN or `hf auth login`) may write "
+            f"to that org."
+        ) from error
+    return commit.oid

@@ -1,0 +1,230 @@
+"""Model names, the index of published checkpoints, and what each name means.
+
+A name is `{arch}-{dataset}-r{rank}` (`tt-cifar10-r16`). Two kinds of names exist:
+
+- published checkpoints: the entries of `index.json` (shipped inside the package; the
+  `TENSOR_ZOO_INDEX` variable points elsewhere), each with
+  its exact network config, metrics, files with sha256 and size, and Hub location;
+- architectures: any `{cp,tt,ht}-{dataset}-r{rank}` with the network arguments of that
+  dataset's recipe defaults (`recipes/configs/*.yaml`; a test keeps the two in agreement),
+  which `create_model` builds with fresh weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import fnmatch
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PACKAGED_INDEX = Path(__file__).with_name("index.json")
+FORMAT_VERSION = 1
+ARCHITECTURES = {"cp": "CPNet", "tt": "TTNet", "ht": "HTNet"}
+LISTED_RANKS = (8, 16, 32)
+NAME_PATTERN = re.compile(r"^(?P<arch>[a-z]+)-(?P<dataset>[a-z0-9-]+)-r(?P<rank>[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a model trained on a dataset expects: its input and its classes."""
+
+    key: str
+    title: str
+    in_channels: int
+    image_size: int
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    network_args: dict[str, Any]
+
+
+DIGITS = tuple(str(digit) for digit in range(10))
+# fmt: off
+DATASETS: dict[str, DatasetSpec] = {
+    spec.key: spec
+    for spec in (
+        DatasetSpec(
+            "mnist",
+            "MNIST",
+            1,
+            28,
+            DIGITS,
+            (0.1307,),
+            (0.3081,),
+            {"patch_size": 7, "feature_dim": 32, "dropout": 0.1},
+        ),
+        DatasetSpec(
+            "fashion-mnist",
+            "Fashion-MNIST",
+            1,
+            28,
+            (
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+            (0.2860,),
+            (0.3530,),
+            {"patch_size": 7, "feature_dim": 32, "dropout": 0.1},
+        ),
+        DatasetSpec(
+            "cifar10",
+            "CIFAR-10",
+            3,
+            32,
+            (
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            {"patch_size": 4, "feature_dim": 32, "dropout": 0.1, "ordering": "zorder"},
+        ),
+    )
+}
+# fmt: on
+
+
+class UnknownModelError(KeyError):
+    """A model name that is neither published nor a valid `{arch}-{dataset}-r{rank}`."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A parsed `{arch}-{dataset}-r{rank}` name."""
+
+    arch: str
+    dataset: str
+    rank: int
+
+    @classmethod
+    def parse(cls, name: str) -> ModelName:
+        match = NAME_PATTERN.match(name)
+        if not match or match["arch"] not in ARCHITECTURES or match["dataset"] not in DATASETS:
+            raise UnknownModelError(unknown_name_message(name))
+        return cls(match["arch"], match["dataset"], int(match["rank"]))
+
+    def __str__(self) -> str:
+        return f"{self.arch}-{self.dataset}-r{self.rank}"
+
+
+@cache
+def _read_index(path: Path, mtime_ns: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as stream:
+        index = json.load(stream)
+    if index.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has index format {index.get('format_version')!r}; this tensor_zoo reads "
+            f"format {FORMAT_VERSION}. Upgrade tensor_zoo."
+        )
+    return index
+
+
+def index_path() -> Path:
+    """The index in use: `TENSOR_ZOO_INDEX` (e.g. a maintainer's draft), else the packaged one."""
+    configured = os.environ.get("TENSOR_ZOO_INDEX")
+    return Path(configured).expanduser() if configured else PACKAGED_INDEX
+
+
+def read_index(path: Path | None = None) -> dict[str, Any]:
+    """The index of published checkpoints: {"format_version": 1, "models": {name: entry}}."""
+    path = path or index_path()
+    if not path.is_file():
+        return {"format_version": FORMAT_VERSION, "models": {}}
+    return copy.deepcopy(_read_index(path, path.stat().st_mtime_ns))
+
+
+def write_index(index: dict[str, Any], path: Path | None = None) -> None:
+    """Write the index with sorted names, so that its diffs stay readable."""
+    path = path or index_path()
+    index = {**index, "models": dict(sorted(index["models"].items()))}
+    path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def published_entry(name: str) -> dict[str, Any] | None:
+    """The index entry of a published checkpoint, or None."""
+    return read_index()["models"].get(name)
+
+
+def architecture_names() -> list[str]:
+    """Every `{arch}-{dataset}-r{rank}` at the listed ranks (models without weights included)."""
+    return [
+        f"{arch}-{dataset}-r{rank}"
+        for arch in ARCHITECTURES
+        for dataset in DATASETS
+        for rank in LISTED_RANKS
+    ]
+
+
+def list_models(pattern: str | None = None, pretrained: bool = True) -> list[str]:
+    """Sorted model names matching a shell-style `pattern` ("tt-*", "*-cifar10-*").
+
+    pretrained=True (default): only names with published weights; False: also the
+    architectures `create_model` builds with fresh weights.
+    """
+    names = set(read_index()["models"])
+    if not pretrained:
+        names |= set(architecture_names())
+    matches = [name for name in names if pattern is None or fnmatch.fnmatch(name, pattern)]
+    return sorted(matches, key=_natural_key)
+
+
+def _natural_key(name: str) -> tuple[str, int]:
+    """Sort "tt-mnist-r8" before "tt-mnist-r16"."""
+    stem, _, rank = name.rpartition("-r")
+    return (stem, int(rank)) if rank.isdigit() else (name, 0)
+
+
+def unknown_name_message(name: str) -> str:
+    """Say a name is unknown, show the closest known ones and the naming scheme."""
+    known = list_models(pretrained=False)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"Unknown model {name!r}.{hint} Names are {{arch}}-{{dataset}}-r{{rank}} with arch in "
+        f"{sorted(ARCHITECTURES)} and dataset in {sorted(DATASETS)}; "
+        f"`tensor_zoo.list_models()` lists the published checkpoints."
+    )
+
+
+def default_network_config(name: str) -> dict[str, Any]:
+    """The network config ({"class_path", "init_args"}) that a name stands for."""
+    entry = published_entry(name)
+    if entry is not None:
+        return copy.deepcopy(entry["config"]["architecture"])
+    parsed = ModelName.parse(name)
+    spec = DATASETS[parsed.dataset]
+    init_args = {
+        "in_channels": spec.in_channels,
+        "image_size": spec.image_size,
+        "num_classes": len(spec.classes),
+        "rank": parsed.rank,
+        **spec.network_args,
+        "input_mean": list(spec.mean),
+        "input_std": list(spec.std),
+    }
+    return {"class_path": f"tensor_zoo.{ARCHITECTURES[parsed.arch]}", "init_args": init_args}
