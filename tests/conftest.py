@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# huggingface_hub reads these once, at import: set them before anything imports it.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+import lightning as L
 import pytest
 import torch
 
@@ -31,3 +38,32 @@ VARIANTS = [
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A TTNet trained 4 steps on fixture MNIST files, saved by Lightning, then exported."""
+    from test_data import make_idx_dataset
+
+    from tensor_zoo.data import MNISTDataModule
+    from tensor_zoo.lightning import TensorNetClassifier
+    from tensor_zoo.zoo.export import export_checkpoint
+
+    root = tmp_path_factory.mktemp("zoo")
+    make_idx_dataset(root / "data" / "mnist", train=80, test=30)
+    data = MNISTDataModule(root=str(root / "data"), download=False, batch_size=16, val_size=16)
+    network = TTNet(in_channels=1, image_size=28, patch_size=7, feature_dim=4, rank=2,
+                    input_mean=data.mean, input_std=data.std)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=root,
+    )  # fmt: skip
+    trainer.fit(TensorNetClassifier(network), datamodule=data)
+    ckpt = root / "run" / "checkpoints" / "best.ckpt"
+    trainer.save_checkpoint(ckpt)
+    index = root / "index.json"
+    folder = export_checkpoint(
+        ckpt, "tt-mnist-r2", "python recipes/mnist.py --model.network.rank=2", root / "checkpoints",
+        str(root / "data"), index_path=index, progress=False,
+    )  # fmt: skip
+    return {"root": root, "folder": folder, "index": index, "network": network.eval()}

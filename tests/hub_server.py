@@ -13,6 +13,7 @@ It speaks the subset of the Hub protocol that `hf_hub_download`, `snapshot_downl
 - `POST /api/models/{repo_id}/preupload/{branch}`: every file in "regular" upload mode.
 - `POST /api/models/{repo_id}/commit/{branch}`: NDJSON header + base64 files + deletions.
 - `POST /api/validate-yaml`: always valid (the client calls it for README.md uploads).
+- `reject_uploads`: 403 `{"error": message}` from preupload, commit and new-repo creation.
 
 Only model repos are served. Every commit stores a full snapshot; shas are sha1 digests.
 """
@@ -112,7 +113,8 @@ class HubServer:
     """An in-memory Hub on 127.0.0.1 (random port), served by a daemon thread.
 
     `requests` records every (method, unquoted path) received. Set `reject_uploads` to a message
-    to answer 403 `{"error": message}` to repo creation, preupload and commit requests.
+    to answer 403 `{"error": message}` (and `X-Error-Message`) to preupload and commit requests
+    and to the creation of a new repo (creating an existing one still answers 409).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -22,7 +22,7 @@ def data_module_for(dataset: str, root: str | None = None, batch_size: int = 500
         raise ValueError(
             f"No data module for dataset {dataset!r}; expected one of {sorted(modules)}."
         )
-    return modules[dataset](root=root, batch_size=batch_size)
+    return modules[dataset](root=root, batch_size=batch_size, val_size=0)  # test split only
 
 
 @torch.no_grad()

@@ -201,7 +201,7 @@ def publish_folder(
 ) -> str:
     """Create `repo_id` if needed and upload a checkpoint folder; returns the commit sha."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, HfUriError
 
     api = HfApi(endpoint=hub_endpoint(), token=token)
     try:
@@ -210,7 +210,7 @@ def publish_folder(
             repo_id=repo_id, folder_path=str(folder),
             commit_message=commit_message or f"Upload {folder.name} with tensor-zoo",
         )  # fmt: skip
-    except HfHubHTTPError as error:
+    except (HfHubHTTPError, HfUriError) as error:  # HfUriError: a 403 on an existing repo
         raise HubError(
             f"The Hub ({hub_endpoint() or 'https://huggingface.co'}) refused the upload to "
             f"{repo_id}: {error}. Check that your token (HF_TOKEN or `hf auth login`) may write "

@@ -1,0 +1,151 @@
+"""Checkpoints through the real huggingface_hub client and a loopback Hub server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import torch
+from hub_server import HubServer
+
+import tensor_zoo
+from tensor_zoo.zoo import ChecksumError, HubError
+from tensor_zoo.zoo.registry import read_index, write_index
+
+NAME = "tt-mnist-r2"
+REPO = f"tensor-zoo/{NAME}"
+
+
+@pytest.fixture
+def hub() -> Iterator[HubServer]:
+    with HubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def published(exported, hub, tmp_path, monkeypatch):
+    """The exported checkpoint uploaded to the loopback Hub and pinned in a copy of the index."""
+    files = {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
+    revision = hub.add_files(REPO, files)
+    index = read_index(exported["index"])
+    index["models"][NAME]["hub"] = {"repo_id": REPO, "revision": revision}
+    write_index(index, tmp_path / "index.json")
+    (tmp_path / "no-local-checkpoints").mkdir()
+    settings = {
+        "TENSOR_ZOO_INDEX": tmp_path / "index.json",
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HUB_CACHE": tmp_path / "hf-cache",
+        "TENSOR_ZOO_CHECKPOINTS": tmp_path / "no-local-checkpoints",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TENSOR_ZOO_HUB_ORG", raising=False)
+    return {"revision": revision, "files": files, "network": exported["network"]}
+
+
+def downloads(hub: HubServer) -> list[str]:
+    return [path for method, path in hub.requests if method == "GET" and "/resolve/" in path]
+
+
+def test_first_download_then_cache_hit_with_no_request(hub, published):
+    images = torch.rand(2, 1, 28, 28)
+    model = tensor_zoo.load(NAME)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), published["network"](images))
+    revision = published["revision"]
+    assert sorted(downloads(hub)) == [
+        f"/{REPO}/resolve/{revision}/config.json",
+        f"/{REPO}/resolve/{revision}/model.safetensors",
+    ]
+    hub.requests.clear()
+    tensor_zoo.load(NAME)
+    assert hub.requests == []  # pinned revision in the cache: no network call at all
+
+
+def test_offline_mode_uses_the_cache_and_fails_clearly_without_it(hub, published, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError, match="offline mode is on"):
+        tensor_zoo.load(NAME)
+    assert hub.requests == []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    tensor_zoo.load(NAME)
+    hub.requests.clear()
+    tensor_zoo.load(NAME, local_files_only=True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tensor_zoo.load(NAME)
+    assert hub.requests == []
+
+
+def test_corrupted_download_is_removed_and_fetched_again(hub, published, tmp_path):
+    weights = published["files"]["model.safetensors"]
+    hub.corrupt(REPO, "model.safetensors", weights[: len(weights) // 2])
+    with pytest.raises(ChecksumError, match="was removed from the Hub cache"):
+        tensor_zoo.load(NAME)
+    cached = [p for p in (tmp_path / "hf-cache").rglob("*") if p.is_file() or p.is_symlink()]
+    assert all(len(p.read_bytes()) != len(weights) // 2 for p in cached if p.exists())
+    hub.restore(REPO)
+    hub.requests.clear()
+    tensor_zoo.load(NAME)
+    assert any(path.endswith("/model.safetensors") for path in downloads(hub))
+
+
+def test_missing_repo_and_missing_file_say_what_to_do(hub, published, monkeypatch):
+    monkeypatch.setenv("TENSOR_ZOO_HUB_ORG", "elsewhere")
+    with pytest.raises(HubError, match=r"no repo elsewhere/tt-mnist-r2.*TENSOR_ZOO_HUB_ORG"):
+        tensor_zoo.load(NAME)
+    monkeypatch.setenv("TENSOR_ZOO_HUB_ORG", "partial")
+    hub.add_files(f"partial/{NAME}", {"config.json": published["files"]["config.json"]})
+    with pytest.raises(HubError, match=r"has no file model.safetensors.*path=FOLDER"):
+        tensor_zoo.load(NAME)
+
+
+def test_hub_down_is_a_clear_error(published, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(HubError, match=r"the Hub did not answer.*HF_HUB_OFFLINE=1"):
+        tensor_zoo.load(NAME)
+
+
+def publish(args, tmp_path, index, folder):
+    env = {
+        **os.environ, "TENSOR_ZOO_INDEX": str(index), "HF_TOKEN": "test-token",
+        "TENSOR_ZOO_CHECKPOINTS": str(folder.parent),
+    }  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "tensor_zoo.cli", "publish", NAME, *args], capture_output=True,
+        text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+
+
+def test_publish_uploads_the_folder_and_pins_the_commit(exported, hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    index = tmp_path / "index.json"
+    shutil.copy(exported["index"], index)
+    result = publish(["--repo", "maintainer/tt-mnist-r2"], tmp_path, index, exported["folder"])
+    assert result.returncode == 0, result.stderr
+    head = hub.head("maintainer/tt-mnist-r2")
+    assert f"at revision {head}" in result.stdout
+    stored = hub.files("maintainer/tt-mnist-r2")
+    assert stored == {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
+    pinned = json.loads(index.read_text())["models"][NAME]["hub"]
+    assert pinned == {"repo_id": "maintainer/tt-mnist-r2", "revision": head}
+
+
+def test_a_rejected_publish_says_why(exported, hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    hub.reject_uploads = "You have no write access to org maintainer"
+    index = tmp_path / "index.json"
+    shutil.copy(exported["index"], index)
+    result = publish(["--repo", "maintainer/tt-mnist-r2"], tmp_path, index, exported["folder"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "refused the upload" in result.stderr and "no write access" in result.stderr
+    assert json.loads(index.read_text())["models"][NAME]["hub"]["revision"] is None
