@@ -1,6 +1,8 @@
-"""The README's first command: train a TT network on scikit-learn's digits, print test accuracy.
+"""The README's first command: train a TT network on scikit-learn's digits, print test accuracy,
+then load the zoo's published digits checkpoint, verify it and measure it the same way.
 
-Runs anywhere with no files and no downloads: `tensor-zoo demo` or `python -m tensor_zoo.demo`.
+Runs with no files and no downloads from a source checkout (the checkpoint is in
+`checkpoints/`): `tensor-zoo demo` or `python -m tensor_zoo.demo`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from tensor_zoo.data import DigitsDataModule
 from tensor_zoo.lightning import TensorNetClassifier
 from tensor_zoo.networks import TTNet
 
+PUBLISHED = "tt-digits-r16"
+
 
 def run_demo(
-    epochs: int = 50, rank: int = 16, seed: int = 0, accelerator: str = "cpu"
+    epochs: int = 50,
+    rank: int = 16,
+    seed: int = 0,
+    accelerator: str = "cpu",
+    checkpoint: str | None = None,
 ) -> dict[str, float]:
-    """Train TTNet on digits (2 x 2 patches: d = 16, m = 8, per-patch dropout) -> test metrics."""
+    """Train TTNet on digits (2 x 2 patches: d = 16, m = 8, per-patch dropout) -> test metrics.
+
+    `checkpoint`: also save the trained model there (a Lightning .ckpt, for `tensor-zoo export`).
+    """
     L.seed_everything(seed, verbose=False)
     data = DigitsDataModule(batch_size=32, seed=seed)
     network = TTNet(
@@ -35,6 +46,8 @@ def run_demo(
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     train_seconds = time.perf_counter() - start
+    if checkpoint:
+        trainer.save_checkpoint(checkpoint)
     (metrics,) = trainer.test(model, datamodule=data, verbose=False)
     return {
         "test_acc": float(metrics["test/acc"]),
@@ -44,21 +57,40 @@ def run_demo(
     }
 
 
+def evaluate_published(name: str = PUBLISHED) -> str:
+    """Load a published checkpoint (files checked against the index) and measure it again."""
+    from tensor_zoo.zoo import HubError, UnknownModelError, load, model_info
+    from tensor_zoo.zoo.evaluate import evaluate
+
+    try:
+        network = load(name)
+    except (HubError, UnknownModelError) as error:
+        return f"Published checkpoint {name}: not available here ({error})"
+    measured = evaluate(network, "digits", progress=False)["test/acc"]
+    claimed = model_info(name)["metrics"]["test/acc"]
+    return (
+        f"Published checkpoint {name} (sha256 verified): test accuracy {measured:.2%}; "
+        f"its card claims {claimed:.2%}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tensor-zoo demo", description=__doc__)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", help="save the trained model to this .ckpt path")
     args = parser.parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_float32_matmul_precision("high")
-    result = run_demo(args.epochs, args.rank, args.seed)
+    result = run_demo(args.epochs, args.rank, args.seed, checkpoint=args.checkpoint)
     print(
         f"TTNet (rank {args.rank}, {int(result['num_params']):,} parameters) "
         f"on scikit-learn digits: "
         f"test accuracy {result['test_acc']:.2%} (360 held-out images), "
         f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s"
     )
+    print(evaluate_published())
 
 
 if __name__ == "__main__":

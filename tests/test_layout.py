@@ -1,5 +1,6 @@
 """The layers of the package only point down: plain torch.nn code never imports the top floors."""
 
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ TOP_FLOORS = (
         "tensor_zoo.layers",
         "tensor_zoo.functional",
         "tensor_zoo.bench",
+        "tensor_zoo.zoo",
     ],
 )
 def test_plain_torch_modules_do_not_import_training_or_hub_code(module):
@@ -45,9 +47,12 @@ def test_demo_reaches_95_percent_on_digits():
         check=True,
         timeout=600,
     )
-    last_line = result.stdout.strip().splitlines()[-1]
-    accuracy = float(last_line.split("test accuracy ")[1].split("%")[0])
-    assert accuracy >= 95.0, last_line
+    trained, published = result.stdout.strip().splitlines()[-2:]
+    accuracy = float(trained.split("test accuracy ")[1].split("%")[0])
+    assert accuracy >= 95.0, trained
+    assert published.startswith("Published checkpoint tt-digits-r16 (sha256 verified)")
+    measured, claimed = re.findall(r"(\d+\.\d+)%", published)
+    assert measured == claimed, published
 
 
 def test_console_script_lists_its_commands():
@@ -57,7 +62,8 @@ def test_console_script_lists_its_commands():
         text=True,
         check=True,
     )
-    assert "demo" in result.stdout and "bench" in result.stdout
+    for command in ("demo", "bench", "list", "info", "eval", "predict", "export", "publish"):
+        assert f"  {command} " in result.stdout
     failed = subprocess.run(
         [sys.executable, "-m", "tensor_zoo.cli", "nope"], capture_output=True, text=True
     )

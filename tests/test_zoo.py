@@ -37,7 +37,7 @@ def test_names_patterns_and_unknown_names():
     ]  # fmt: skip
     with pytest.raises(UnknownModelError, match="Did you mean 'tt-cifar10-r16'"):
         tensor_zoo.create_model("tt-cifar-r16")
-    with pytest.raises(UnknownModelError, match="No published weights"):
+    with pytest.raises(UnknownModelError, match="'tt-mnist-r7' has no published weights"):
         tensor_zoo.load("tt-mnist-r7", local_files_only=True)
 
 

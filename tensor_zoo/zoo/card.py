@@ -78,9 +78,9 @@ def render_card(config: dict[str, Any]) -> str:
         "",
         f"# {name}",
         "",
-        f"{ARCH_PROSE[arch]}, rank {args['rank']}, trained on {dataset['title']} with "
-        f"the tensor_zoo recipes. {config['num_params']:,} parameters; input "
-        f"{shape} in [0, 1].",
+        f"{ARCH_PROSE[arch][0].upper()}{ARCH_PROSE[arch][1:]}, rank {args['rank']}, trained on "
+        f"{dataset['title']} with tensor_zoo (command below). {config['num_params']:,} "
+        f"parameters; input {shape} in [0, 1].",
         "",
         "```python",
         "import tensor_zoo",
@@ -96,8 +96,8 @@ def render_card(config: dict[str, Any]) -> str:
         f"| {dataset['title']} test | {int(metrics['images']):,} | {accuracy:.2%} | "
         f"{metrics['test/loss']:.4f} |",
         "",
-        f"Measured by `tensor-zoo export` on {metrics['measured_on']} "
-        f"(torch {metrics['torch_version']}); `tensor-zoo eval {name}` measures it again.",
+        f"Measured by `tensor-zoo export` on {metrics['measured_on']}, with torch "
+        f"{metrics['torch_version']}; `tensor-zoo eval {name}` measures it again.",
         "",
         "## Architecture",
         "",
@@ -111,8 +111,8 @@ def render_card(config: dict[str, Any]) -> str:
         training["command"],
         "```",
         "",
-        f"- epochs: {epochs}; checkpoint from epoch {training.get('checkpoint_epoch')} "
-        "(best validation accuracy)",
+        f"- epochs: {epochs}; the weights are those after epoch "
+        f"{training.get('checkpoint_epoch')} (step {training.get('global_step')})",
         f"- wall time: {wall / 60:.1f} min" if wall else "- wall time: not recorded",
         f"- hardware: {training['hardware']}",
         f"- hyper-parameters: {json.dumps(training.get('hyper_parameters', {}))}",

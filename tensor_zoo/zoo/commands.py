@@ -79,7 +79,8 @@ def eval_command(argv: list[str]) -> None:
         claimed = info["metrics"]
         line += (
             f"; the card claims {claimed['test/acc']:.2%} on {claimed['measured_on']} "
-            f"(difference {100 * (metrics['test/acc'] - claimed['test/acc']):+.2f} points)"
+            f"(difference {round(100 * (metrics['test/acc'] - claimed['test/acc']), 2) + 0:+.2f} "
+            "points)"
         )
     print(line)
 
@@ -138,10 +139,13 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--data-note", help="a sentence on that copy, for the card")
     parser.add_argument("--target-note", help="a sentence on a missed target, for the card")
     parser.add_argument("--index", type=Path, help="the index to update (default: in use)")
+    parser.add_argument("--epochs", type=int, help="epochs, if the run folder does not say")
+    parser.add_argument("--wall-time-s", type=float, help="training seconds, likewise")
     args = parser.parse_args(argv)
     folder = export_checkpoint(
         args.ckpt, args.name, args.command, args.out, args.data_root, args.data_variant,
-        args.data_note, args.target_note, args.index,
+        args.data_note, args.target_note, args.index, epochs=args.epochs,
+        wall_time_s=args.wall_time_s,
     )  # fmt: skip
     config = json.loads((folder / CONFIG_FILE).read_text())
     print(

@@ -10,8 +10,16 @@ from tensor_zoo.networks import TensorNetwork
 
 
 def data_module_for(dataset: str, root: str | None = None, batch_size: int = 500):
-    """The data module of a dataset key of the registry ("mnist", "fashion-mnist", "cifar10")."""
-    from tensor_zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
+    """The data module of a registry dataset key, for its test split ("mnist", "digits", ...)."""
+    from tensor_zoo.data import (
+        CIFAR10DataModule,
+        DigitsDataModule,
+        FashionMNISTDataModule,
+        MNISTDataModule,
+    )
+
+    if dataset == "digits":  # bundled with scikit-learn: no root; its own fixed test split
+        return DigitsDataModule(batch_size=batch_size)
 
     modules = {
         "mnist": MNISTDataModule,

@@ -34,7 +34,9 @@ from tensor_zoo.zoo.registry import (
 )
 
 log = logging.getLogger(__name__)
-HUB_DATASET_IDS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist", "cifar10": "cifar10"}
+HUB_DATASET_IDS = {
+    "mnist": "mnist", "fashion-mnist": "fashion_mnist", "cifar10": "cifar10", "digits": "digits",
+}  # fmt: skip
 
 
 def hardware_description() -> str:
@@ -76,6 +78,16 @@ def _run_details(ckpt_path: Path) -> dict[str, Any]:
     return details
 
 
+def _epochs_done(checkpoint: dict[str, Any], epochs: int | None) -> int:
+    """Epochs trained when the checkpoint was written (1-based, at most `epochs`).
+
+    ModelCheckpoint saves during epoch k (0-based "epoch" = k); `trainer.save_checkpoint`
+    after fit stores the epoch counter already advanced to `epochs`.
+    """
+    done = int(checkpoint["epoch"]) + 1
+    return min(done, epochs) if epochs else done
+
+
 def export_checkpoint(
     ckpt_path: str | os.PathLike,
     name: str,
@@ -87,11 +99,14 @@ def export_checkpoint(
     target_note: str | None = None,
     index_path: Path | None = None,
     progress: bool = True,
+    epochs: int | None = None,
+    wall_time_s: float | None = None,
 ) -> Path:
     """Write checkpoints/<name>/ from a training .ckpt and record it in the index.
 
     `command` is the exact training command; `data_variant` marks a non-original copy of the
     test data (e.g. "JPEG copy"), which then appears in the dataset's name everywhere.
+    `epochs` and `wall_time_s` are used when the run folder does not record them.
     """
     ckpt_path = Path(ckpt_path)
     parsed = ModelName.parse(name)
@@ -130,7 +145,7 @@ def export_checkpoint(
             "title": title,
             "hub_id": HUB_DATASET_IDS[parsed.dataset],
             "description": f"the {title} training set (a fixed-seed validation split held out) "
-            f"and its official test split ({count:,} images)",
+            f"and {spec.test_split} ({count:,} images)",
             "note": data_note,
         },
         "classes": list(spec.classes),
@@ -152,10 +167,10 @@ def export_checkpoint(
         },
         "training": {
             "command": command,
-            "epochs": details.get("epochs"),
-            "checkpoint_epoch": int(checkpoint["epoch"]) + 1,
+            "epochs": details.get("epochs", epochs),
+            "checkpoint_epoch": _epochs_done(checkpoint, details.get("epochs", epochs)),
             "global_step": int(checkpoint["global_step"]),
-            "wall_time_s": details.get("wall_time_s"),
+            "wall_time_s": details.get("wall_time_s", wall_time_s),
             "epoch_seconds": details.get("epoch_seconds"),
             "hardware": hardware_description(),
             "hyper_parameters": hyper,

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tensor_zoo.zoo.registry import UnknownModelError, published_entry, unknown_name_message
+from tensor_zoo.zoo.registry import ModelName, UnknownModelError, list_models, published_entry
 
 log = logging.getLogger(__name__)
 DEFAULT_HUB_ORG = "tensor-zoo"
@@ -91,12 +91,17 @@ def hub_location(name: str, entry: dict[str, Any]) -> tuple[str, str]:
 def checked_entry(name: str) -> dict[str, Any]:
     """The index entry of a published checkpoint; UnknownModelError otherwise."""
     entry = published_entry(name)
-    if entry is None:
-        raise UnknownModelError(
-            f"No published weights for {name!r}. "
-            + unknown_name_message(name).split(".", 1)[1].strip()
-        )
-    return entry
+    if entry is not None:
+        return entry
+    try:
+        ModelName.parse(name)
+    except UnknownModelError:
+        raise
+    published = list_models() or ["none yet"]
+    raise UnknownModelError(
+        f"{name!r} has no published weights (create_model({name!r}) builds it with fresh "
+        f"weights). Published checkpoints: {', '.join(published)}."
+    )
 
 
 def fetch_file(

@@ -42,6 +42,7 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     network_args: dict[str, Any]
+    test_split: str = "the official test split"
 
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -100,6 +101,11 @@ DATASETS: dict[str, DatasetSpec] = {
             (0.4914, 0.4822, 0.4465),
             (0.2470, 0.2435, 0.2616),
             {"patch_size": 4, "feature_dim": 32, "dropout": 0.1, "ordering": "zorder"},
+        ),
+        DatasetSpec(  # the demo's settings (tensor_zoo/demo.py)
+            "digits", "scikit-learn digits", 1, 8, DIGITS, (0.3053,), (0.3760,),
+            {"patch_size": 2, "feature_dim": 8, "dropout": 0.2, "ordering": "snake"},
+            "a fixed held-out test split (DigitsDataModule, seed 0)",
         ),
     )
 }
