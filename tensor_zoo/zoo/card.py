@@ -71,8 +71,6 @@ def render_card(config: dict[str, Any]) -> str:
     ]
     if dataset.get("note"):
         limitations.append(dataset["note"])
-    if training.get("target_note"):
-        limitations.append(training["target_note"])
     lines = [
         front_matter,
         "",
@@ -116,6 +114,7 @@ def render_card(config: dict[str, Any]) -> str:
         f"- wall time: {wall / 60:.1f} min" if wall else "- wall time: not recorded",
         f"- hardware: {training['hardware']}",
         f"- hyper-parameters: {json.dumps(training.get('hyper_parameters', {}))}",
+        *([f"- note: {training['training_note']}"] if training.get("training_note") else []),
         "",
         "## Limitations",
         "",

@@ -137,14 +137,14 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--data-root", help="where the dataset is (else TENSOR_ZOO_DATA, cache)")
     parser.add_argument("--data-variant", help='a non-original data copy, e.g. "JPEG copy"')
     parser.add_argument("--data-note", help="a sentence on that copy, for the card")
-    parser.add_argument("--target-note", help="a sentence on a missed target, for the card")
+    parser.add_argument("--training-note", help="sentences about the run, for the card")
     parser.add_argument("--index", type=Path, help="the index to update (default: in use)")
     parser.add_argument("--epochs", type=int, help="epochs, if the run folder does not say")
     parser.add_argument("--wall-time-s", type=float, help="training seconds, likewise")
     args = parser.parse_args(argv)
     folder = export_checkpoint(
         args.ckpt, args.name, args.command, args.out, args.data_root, args.data_variant,
-        args.data_note, args.target_note, args.index, epochs=args.epochs,
+        args.data_note, args.training_note, args.index, epochs=args.epochs,
         wall_time_s=args.wall_time_s,
     )  # fmt: skip
     config = json.loads((folder / CONFIG_FILE).read_text())

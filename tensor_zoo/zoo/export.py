@@ -96,7 +96,7 @@ def export_checkpoint(
     data_root: str | None = None,
     data_variant: str | None = None,
     data_note: str | None = None,
-    target_note: str | None = None,
+    training_note: str | None = None,
     index_path: Path | None = None,
     progress: bool = True,
     epochs: int | None = None,
@@ -175,7 +175,7 @@ def export_checkpoint(
             "hardware": hardware_description(),
             "hyper_parameters": hyper,
             "tensor_zoo_version": tensor_zoo.__version__,
-            "target_note": target_note,
+            "training_note": training_note,
         },
     }
     folder = Path(out_dir) if out_dir else (local_checkpoints_dir() or Path("checkpoints"))
