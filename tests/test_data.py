@@ -203,3 +203,20 @@ def test_digits_module():
     assert len(data.train_set) + len(data.val_set) + len(data.test_set) == 1797
     images, _ = next(iter(data.train_dataloader()))
     assert images.shape[1:] == (1, 8, 8) and 0 <= images.min() and images.max() <= 1
+
+
+def test_shift_without_flip_is_a_crop_of_the_padded_image():
+    images = torch.rand(8, 1, 28, 28)
+    shifted = random_crop_flip(images, padding=2, flip=False)
+    padded = torch.nn.functional.pad(images, [2] * 4, mode="reflect")
+    for original, result in zip(padded, shifted, strict=True):
+        crops = [original[:, r : r + 28, c : c + 28] for r in range(5) for c in range(5)]
+        assert any(torch.equal(crop, result) for crop in crops)
+
+
+def test_mnist_augmentation_is_off_by_default_and_only_touches_training(tmp_path):
+    make_idx_dataset(tmp_path / "mnist")
+    assert not MNISTDataModule(root=str(tmp_path)).augment
+    data = MNISTDataModule(root=str(tmp_path), download=False, augment=True, val_size=10)
+    batch = (torch.rand(4, 1, 28, 28), torch.arange(4))
+    assert data.on_after_batch_transfer(batch, 0) is batch  # no trainer: not training

@@ -4,6 +4,7 @@ from tensor_zoo.data.base import (
     InMemoryImageDataModule,
     ScaledTensorDataset,
     ShardSampler,
+    random_crop_flip,
     split_indices,
 )
 from tensor_zoo.data.datasets import (
@@ -11,7 +12,6 @@ from tensor_zoo.data.datasets import (
     FashionMNISTDataModule,
     MNISTDataModule,
     ToyDataModule,
-    random_crop_flip,
 )
 from tensor_zoo.data.digits import DigitsDataModule
 from tensor_zoo.data.files import DatasetNotFoundError

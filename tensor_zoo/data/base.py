@@ -53,6 +53,24 @@ class ShardSampler(DistributedSampler):
         return self.num_samples
 
 
+def random_crop_flip(images: Tensor, padding: int, flip: bool = True) -> Tensor:
+    """Per-image random crop of the reflection-padded batch (a shift of up to `padding`
+    pixels) and, with `flip`, a random horizontal flip. images (B, C, H, W) -> same shape."""
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, [padding] * 4, mode="reflect")
+    rows = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
+    cols = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
+    row_index = rows[:, None] + torch.arange(height, device=images.device)  # (B, H)
+    col_index = cols[:, None] + torch.arange(width, device=images.device)  # (B, W)
+    batch_index = torch.arange(batch, device=images.device)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[batch_index, row_index[:, :, None], col_index[:, None, :]]
+    cropped = cropped.permute(0, 3, 1, 2)
+    if not flip:
+        return cropped
+    flipped = torch.rand(batch, device=images.device) < 0.5
+    return torch.where(flipped[:, None, None, None], cropped.flip(-1), cropped)
+
+
 def split_indices(count: int, holdout: int, seed: int) -> tuple[Tensor, Tensor]:
     """A fixed random split of range(count) into (kept, held out) with `holdout` items held out."""
     permutation = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
@@ -69,6 +87,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
     num_classes: int
     classes: tuple[str, ...]
     max_value: float = 255.0
+    augment: bool = False
+    shift_pixels: int = 4  # training augmentation: random shift by up to this many pixels
+    flip: bool = True  # ... and random horizontal flips
 
     def __init__(
         self, batch_size: int = 64, val_size: int = 5000, seed: int = 0, num_workers: int = 0
@@ -121,3 +142,13 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
+
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
+        """With `augment`, shift (and flip) training batches as tensors; never evaluation ones."""
+        trainer = self.trainer
+        if not (self.augment and trainer is not None and trainer.training):
+            return batch
+        images, labels = batch
+        return random_crop_flip(images, self.shift_pixels, self.flip), labels

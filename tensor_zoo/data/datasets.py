@@ -54,21 +54,28 @@ def locate_dataset(
 
 
 class _IDXDataModule(InMemoryImageDataModule):
-    """MNIST-format data: four IDX files, 60,000 train / 10,000 test 28 x 28 images."""
+    """MNIST-format data: four IDX files, 60,000 train / 10,000 test 28 x 28 images.
+
+    `augment` (off by default) shifts training images by up to 2 pixels (no flips: digits and
+    clothes have a handedness).
+    """
 
     name: str
     subfolders: tuple[str, ...]
     system_places: tuple[str, ...] = ()
     image_shape = (1, 28, 28)
     num_classes = 10
+    shift_pixels = 2
+    flip = False
 
     def __init__(
-        self, root: str | None = None, download: bool = True, batch_size: int = 128,
-        val_size: int = 5000, seed: int = 0, num_workers: int = 0,
+        self, root: str | None = None, download: bool = True, augment: bool = False,
+        batch_size: int = 128, val_size: int = 5000, seed: int = 0, num_workers: int = 0,
     ) -> None:  # fmt: skip
         super().__init__(batch_size, val_size, seed, num_workers)
         self.root = root
         self.download = download
+        self.augment = augment
 
     def _torchvision_fetch(self, folder: str) -> None:
         raise NotImplementedError
@@ -159,28 +166,6 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         from torchvision.datasets import CIFAR10
 
         CIFAR10(folder, download=True)
-
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
-        trainer = self.trainer
-        if not (self.augment and trainer is not None and trainer.training):
-            return batch
-        images, labels = batch
-        return random_crop_flip(images, padding=4), labels
-
-
-def random_crop_flip(images: Tensor, padding: int) -> Tensor:
-    """Per-image random crop of the reflection-padded batch and random horizontal flip."""
-    batch, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images, [padding] * 4, mode="reflect")
-    rows = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
-    cols = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
-    row_index = rows[:, None] + torch.arange(height, device=images.device)  # (B, H)
-    col_index = cols[:, None] + torch.arange(width, device=images.device)  # (B, W)
-    batch_index = torch.arange(batch, device=images.device)[:, None, None]
-    cropped = padded.permute(0, 2, 3, 1)[batch_index, row_index[:, :, None], col_index[:, None, :]]
-    cropped = cropped.permute(0, 3, 1, 2)
-    flip = torch.rand(batch, device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], cropped.flip(-1), cropped)
 
 
 class ToyDataModule(InMemoryImageDataModule):
