@@ -185,6 +185,11 @@ def test_command_line_list_info_eval_predict_and_dry_run(zoo_env, tmp_path):
     predicted = run_cli(["predict", NAME, str(image), "--top", "2"], env, tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(f"{image}: ") and predicted.stdout.count("%") == 2
+    missing = run_cli(["predict", NAME, str(tmp_path / "nope.png")], env, tmp_path)
+    assert missing.returncode != 0 and "nope.png does not exist" in missing.stderr
+    (tmp_path / "text.png").write_text("not an image")
+    garbage = run_cli(["predict", NAME, str(tmp_path / "text.png")], env, tmp_path)
+    assert "Cannot read" in garbage.stderr and "Traceback" not in garbage.stderr
     dry = run_cli(["publish", NAME, "--repo", "someone/x", "--dry-run"], env, tmp_path)
     assert "Would upload to someone/x" in dry.stdout and "model.safetensors" in dry.stdout
     unknown = run_cli(["info", "tt-mnst-r16"], env, tmp_path)

@@ -90,8 +90,16 @@ def read_image(path: str, channels: int, size: tuple[int, int]) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import resize
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist; give the paths of image files.")
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    image = decode_image(path, mode=mode)
+    try:
+        image = decode_image(path, mode=mode)
+    except RuntimeError as error:
+        raise ValueError(
+            f"Cannot read {path} as an image ({str(error).splitlines()[-1]}); "
+            f"give PNG, JPEG, GIF or WebP files."
+        ) from error
     if tuple(image.shape[-2:]) != size:
         log.warning("Resizing %s from %s to %s", path, tuple(image.shape[-2:]), size)
         image = resize(image, list(size), antialias=True)
@@ -111,7 +119,11 @@ def predict_command(argv: list[str]) -> None:
     info = model_info(args.name)
     classes = info["classes"]
     channels = network.patches.in_channels
-    batch = torch.stack([read_image(p, channels, network.patches.image_size) for p in args.images])
+    try:
+        images = [read_image(p, channels, network.patches.image_size) for p in args.images]
+    except ValueError as error:
+        sys.exit(f"tensor-zoo predict: {error}")
+    batch = torch.stack(images)
     with torch.no_grad():
         probabilities = network(batch).softmax(-1)
     top = probabilities.topk(min(args.top, len(classes)), dim=-1)
