@@ -100,3 +100,16 @@ def test_ht_inner_units_get_smaller_steps():
 def test_unknown_scheduler_is_refused():
     with pytest.raises(ValueError, match="scheduler must be"):
         make_module(*VARIANTS[0].values, scheduler="exponential")
+
+
+def test_a_non_finite_loss_stops_training_with_advice(tmp_path):
+    train, _ = tiny_loaders(32)
+    model = make_module(*VARIANTS[1].values)
+    with torch.no_grad():
+        model.network.cores[3].fill_(float("inf"))
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        log_every_n_steps=1, default_root_dir=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(FloatingPointError, match=r"label_smoothing=0\.1"):
+        trainer.fit(model, train)

@@ -87,7 +87,17 @@ class TensorNetClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._shared_step(batch, "train")
+        if batch_idx % self.trainer.log_every_n_steps == 0 and not torch.isfinite(loss):
+            # A product of d cores does not recover from inf / NaN: stop now, not epochs later.
+            raise FloatingPointError(
+                f"The training loss is {loss.item()} at step {self.global_step} (usually the "
+                f"logits grew until they overflowed). Lower --model.lr (now "
+                f"{self.hparams.lr}), add --model.label_smoothing=0.1 and "
+                f"--trainer.gradient_clip_val=1.0, then resume from the last finite checkpoint "
+                f"with --ckpt_path."
+            )
+        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")
