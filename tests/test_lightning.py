@@ -102,11 +102,12 @@ def test_unknown_scheduler_is_refused():
         make_module(*VARIANTS[0].values, scheduler="exponential")
 
 
-def test_a_non_finite_loss_stops_training_with_advice(tmp_path):
+@pytest.mark.parametrize("value", [float("inf"), 1e8])
+def test_a_diverged_loss_stops_training_with_advice(value, tmp_path):
     train, _ = tiny_loaders(32)
     model = make_module(*VARIANTS[1].values)
     with torch.no_grad():
-        model.network.cores[3].fill_(float("inf"))
+        model.network.cores[3].mul_(value)
     trainer = L.Trainer(
         max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
         log_every_n_steps=1, default_root_dir=tmp_path,

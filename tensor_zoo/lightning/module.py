@@ -14,6 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from tensor_zoo.networks import TensorNetwork, build_network
 
 Batch = tuple[Tensor, Tensor] | list[Tensor]
+# Cross-entropy above this means logits differ by ~1e4: the run has diverged (seen: a CIFAR TT
+# run's logits jumped from ~10 to 1e27 within 50 steps, then overflowed to NaN).
+DIVERGED_LOSS = 1e4
 
 
 class TensorNetClassifier(L.LightningModule):
@@ -88,14 +91,14 @@ class TensorNetClassifier(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
-        if batch_idx % self.trainer.log_every_n_steps == 0 and not torch.isfinite(loss):
-            # A product of d cores does not recover from inf / NaN: stop now, not epochs later.
+        if batch_idx % self.trainer.log_every_n_steps == 0 and not loss < DIVERGED_LOSS:
+            # A product of d cores does not come back from such a jump: stop now, not epochs
+            # later (also catches NaN, for which every comparison is False).
             raise FloatingPointError(
-                f"The training loss is {loss.item()} at step {self.global_step} (usually the "
-                f"logits grew until they overflowed). Lower --model.lr (now "
-                f"{self.hparams.lr}), add --model.label_smoothing=0.1 and "
-                f"--trainer.gradient_clip_val=1.0, then resume from the last finite checkpoint "
-                f"with --ckpt_path."
+                f"Training diverged: the loss is {loss.item():.3g} at step {self.global_step}. "
+                f"Lower --model.lr (now {self.hparams.lr}), add "
+                f"--trainer.gradient_clip_val=1.0 and --model.label_smoothing=0.1, and resume "
+                f"from the last checkpoint before the jump with --ckpt_path."
             )
         return loss
 
