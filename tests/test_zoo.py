@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import tensor_zoo
 from tensor_zoo.zoo import CheckpointFormatError, ChecksumError, UnknownModelError
-from tensor_zoo.zoo.evaluate import evaluate
+from tensor_zoo.zoo.evaluate import data_module_for, evaluate
 from tensor_zoo.zoo.hub import sha256_file
 from tensor_zoo.zoo.registry import DATASETS, read_index
 
@@ -56,6 +56,15 @@ def test_registry_defaults_agree_with_the_recipe_configs(dataset):
     for key, value in recipe_args.items():
         expected = network.config["init_args"][key]
         assert value == pytest.approx(expected) if isinstance(value, list) else value == expected
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_registry_datasets_agree_with_the_data_modules(dataset):
+    """The registry repeats each data module's facts (the zoo may not import Lightning)."""
+    spec = DATASETS[dataset]
+    data = data_module_for(dataset)
+    assert spec.classes == data.classes and spec.mean == data.mean and spec.std == data.std
+    assert (spec.in_channels, spec.image_size, spec.image_size) == data.image_shape
 
 
 def test_export_measures_and_records_everything(exported):

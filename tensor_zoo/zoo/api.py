@@ -8,7 +8,7 @@ from typing import Any
 
 from tensor_zoo.networks import TensorNetwork, build_network
 from tensor_zoo.zoo.format import CONFIG_FILE, WEIGHTS_FILE, network_from_files
-from tensor_zoo.zoo.hub import checked_entry, fetch_file, hub_location
+from tensor_zoo.zoo.hub import fetch_file, hub_location
 from tensor_zoo.zoo.registry import (
     DATASETS,
     ModelName,
@@ -58,8 +58,7 @@ def load(
         path = name
     if path is not None:
         config, weights = _local_files(Path(path))
-    else:
-        checked_entry(name)
+    else:  # fetch_file refuses names without published weights
         config = fetch_file(name, CONFIG_FILE, revision, local_files_only)
         weights = fetch_file(name, WEIGHTS_FILE, revision, local_files_only)
     return network_from_files(config, weights).to(device)

@@ -13,6 +13,7 @@ key and shape for shape.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,7 @@ def write_golden(network: TensorNetwork, path: Path) -> None:
     """Store the fixed input and the network's logits on it (float64 for the comparison)."""
     images = golden_input(network)
     with torch.no_grad():
-        logits = network.eval().double()(images.double())
-    network.float()
+        logits = copy.deepcopy(network).eval().double()(images.double())
     save_file({"images": images.contiguous(), "logits": logits.contiguous()}, str(path))
 
 

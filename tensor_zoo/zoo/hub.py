@@ -93,10 +93,7 @@ def checked_entry(name: str) -> dict[str, Any]:
     entry = published_entry(name)
     if entry is not None:
         return entry
-    try:
-        ModelName.parse(name)
-    except UnknownModelError:
-        raise
+    ModelName.parse(name)  # not even a valid name: UnknownModelError with the closest names
     published = list_models() or ["none yet"]
     raise UnknownModelError(
         f"{name!r} has no published weights (create_model({name!r}) builds it with fresh "

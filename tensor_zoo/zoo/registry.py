@@ -134,9 +134,6 @@ class ModelName:
             raise UnknownModelError(unknown_name_message(name))
         return cls(match["arch"], match["dataset"], int(match["rank"]))
 
-    def __str__(self) -> str:
-        return f"{self.arch}-{self.dataset}-r{self.rank}"
-
 
 @cache
 def _read_index(path: Path, mtime_ns: int) -> dict[str, Any]:
