@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCardData
 
 CITATION = """@inproceedings{khrulkov2018expressive,
   title     = {Expressive power of recurrent neural networks},
@@ -22,8 +25,52 @@ ARCH_PROSE = {
 TAGS = {"CPNet": "cp-decomposition", "TTNet": "tensor-train", "HTNet": "hierarchical-tucker"}
 
 
+def card_data(config: dict[str, Any]) -> ModelCardData:
+    """The card's metadata: library, license, tags, datasets, metrics and a `model-index`.
+
+    Args:
+        config: a checkpoint folder's `config.json`, as `tensor-zoo export` writes it.
+
+    Returns:
+        The metadata the Hub reads from the card's YAML front matter; the test accuracy is the
+        `model-index` result (task image-classification, the dataset's test split).
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    arch = config["architecture"]["class_path"].rsplit(".", 1)[-1]
+    dataset = config["dataset"]
+    return ModelCardData(
+        model_name=config["name"],
+        library_name="tensor-zoo",
+        license="apache-2.0",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "tensor-network", TAGS[arch], "pytorch"],
+        datasets=[dataset["hub_id"]],
+        metrics=["accuracy"],
+        eval_results=[
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image Classification",
+                dataset_type=dataset["hub_id"],
+                dataset_name=dataset["title"],
+                dataset_split="test",
+                metric_type="accuracy",
+                metric_name="Test accuracy",
+                metric_value=round(config["metrics"]["test/acc"], 4),
+            )
+        ],
+    )
+
+
 def render_card(config: dict[str, Any]) -> str:
-    """Hub-style card: YAML front matter (library, tags, datasets, metrics), then prose."""
+    """The model card: YAML front matter from `card_data`, then prose.
+
+    Args:
+        config: a checkpoint folder's `config.json`, as `tensor-zoo export` writes it.
+
+    Returns:
+        The text of the folder's README.md.
+    """
     name = config["name"]
     arch = config["architecture"]["class_path"].rsplit(".", 1)[-1]
     args = config["architecture"]["init_args"]
@@ -34,36 +81,7 @@ def render_card(config: dict[str, Any]) -> str:
     shape = " x ".join(str(v) for v in config["input"]["shape"])
     epochs = training.get("epochs")
     wall = training.get("wall_time_s")
-    front_matter = "\n".join(
-        [
-            "---",
-            "library_name: tensor-zoo",
-            "license: apache-2.0",
-            "pipeline_tag: image-classification",
-            "tags:",
-            "- image-classification",
-            "- tensor-network",
-            f"- {TAGS[arch]}",
-            "- pytorch",
-            "datasets:",
-            f"- {dataset['hub_id']}",
-            "metrics:",
-            "- accuracy",
-            "model-index:",
-            f"- name: {name}",
-            "  results:",
-            "  - task:",
-            "      type: image-classification",
-            "    dataset:",
-            f"      name: {json.dumps(dataset['title'])}",
-            f"      type: {dataset['hub_id']}",
-            "      split: test",
-            "    metrics:",
-            "    - type: accuracy",
-            f"      value: {accuracy:.4f}",
-            "---",
-        ]
-    )
+    front_matter = f"---\n{card_data(config).to_yaml()}\n---"
     limitations = [
         f"Trained and measured on {dataset['description']}.",
         "Input: float images in [0, 1] at the native size; the model normalises them itself. "
@@ -81,10 +99,13 @@ def render_card(config: dict[str, Any]) -> str:
         f"parameters; input {shape} in [0, 1].",
         "",
         "```python",
+        "import torch",
         "import tensor_zoo",
+        "",
         f'model = tensor_zoo.load("{name}")  # eval mode, files checked against their sha256',
-        "probs = model(images).softmax(-1)  # images: float (B, "
+        f"images = torch.rand(8, {shape.replace(' x ', ', ')})  # float (B, "
         f"{shape.replace(' x ', ', ')}) in [0, 1]",
+        f"probs = model(images).softmax(-1)  # (8, {len(config['classes'])})",
         "```",
         "",
         "## Results",
