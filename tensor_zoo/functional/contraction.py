@@ -34,7 +34,7 @@ def restore_scale(values: Tensor, log_scale: Tensor) -> Tensor:
 def cp_contract(
     features: Tensor, factors: Tensor, weights: Tensor, log_format: bool = True
 ) -> Tensor:
-    """CP (shallow) network: l_y = sum_a weights[y, a] prod_k <f(x_k), factors[k, :, a]>.
+    """CP (shallow) network: `l_y = sum_a weights[y, a] prod_k <f(x_k), factors[k, :, a]>`.
 
     features (B, d, m), factors (d, m, r), weights (C, r) -> logits (B, C).
     """

@@ -16,7 +16,7 @@ from tensor_zoo.networks.base import TensorNetwork
 
 
 class CPNet(TensorNetwork):
-    """Shallow network: score_y = sum_a weights[y, a] prod_k <f(x_k), factors[k, :, a]>.
+    """Shallow network: `score_y = sum_a weights[y, a] prod_k <f(x_k), factors[k, :, a]>`.
 
     Parameters (besides the feature map): `factors` (d, m, rank), `weights` (num_classes, rank).
     Storage O(d m r).
