@@ -4,7 +4,8 @@ The ```python blocks of one file share one namespace and run in order, in a fres
 directory; the ```bash blocks run in that directory too, with `bash -euo pipefail`. A block is
 left out only when its first line is the marker `# docs-test: skip (reason)`, with the reason
 spelled out (data that is not in the repository, or training that takes minutes). Other
-languages (json, bibtex, plain text) are shown, not run.
+languages (json, bibtex, plain text) are shown, not run. The Python blocks of the shipped model
+cards (checkpoints/*/README.md) run too; their bash blocks are the training commands.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CARDS = sorted((ROOT / "checkpoints").glob("*/README.md"))
 RUNNABLE = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+)(?P<info>.*)$")
 SKIP = re.compile(r"^# docs-test: skip \((?P<reason>[^)]+)\)\s*$")
@@ -76,13 +78,18 @@ def test_the_documents_have_blocks_and_each_skip_marker_gives_a_reason():
                 )
 
 
-@pytest.mark.parametrize("path", DOCUMENTS, ids=relative)
-def test_code_blocks_run_as_written(path, tmp_path, monkeypatch):
+@pytest.fixture
+def reader(tmp_path, monkeypatch):
+    """A reader's session: a fresh working directory, the packaged index, no network."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("TENSOR_ZOO_CHECKPOINTS", raising=False)
     monkeypatch.delenv("TENSOR_ZOO_INDEX", raising=False)
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=relative)
+def test_code_blocks_run_as_written(path, reader):
     scripts = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
     namespace: dict[str, object] = {"__name__": "__docs__"}
@@ -102,6 +109,16 @@ def test_code_blocks_run_as_written(path, tmp_path, monkeypatch):
                 timeout=120,
             )
             assert result.returncode == 0, f"{where} failed:\n{result.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda path: path.parent.name)
+def test_model_card_python_blocks_run_as_written(path, reader):
+    blocks = [block for block in code_blocks(path) if block.language == "python"]
+    assert blocks
+    namespace: dict[str, object] = {"__name__": "__card__"}
+    for block in blocks:
+        exec(compile(block.code, f"{relative(path)}:{block.line}", "exec"), namespace)
+    assert namespace["probs"].sum(-1).allclose(namespace["torch"].ones(8))
 
 
 def test_readme_table_of_checkpoints_agrees_with_the_index():
