@@ -1,4 +1,7 @@
-"""TT network (recurrent): h_k = G_k(f(x_k), h_{k-1}) with bilinear units, score = h_d."""
+"""TT network (recurrent): h_k = G_k(f(x_k), h_{k-1}) with bilinear units, score = h_d.
+
+With xi != "product", the generalized TT network (the ReLU RNN for xi = "relu").
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import tt_contract, tt_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
+from tensor_zoo.functional import Xi, check_xi, tt_contract, tt_contract_xi, tt_to_dense
+from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity, xi_config
 from tensor_zoo.networks.cp import CPNet
 
 
@@ -20,6 +23,17 @@ class TTNet(TensorNetwork):
     With `label_site="last"` the last core carries the class (r_d = num_classes); with
     `label_site="middle"` r_d = 1 and `label_core` (r_p, num_classes, r_p) sits on bond
     p = d // 2. `rank` is an int or the list of the d - 1 bond ranks r_1..r_{d-1}.
+
+    Generalized TT network (Khrulkov, Hrinchuk and Oseledets, "Generalized tensor models for
+    recurrent neural networks", ICLR 2019): `xi` replaces the product in every unit by an
+    associative, commutative operation, "relu" (xi(a, b) = max(a, b, 0): the ReLU RNN) or
+    "logsumexp" (log(e^a + e^b)). With G_k = `cores.{k-1}`:
+    h_1[j] = sum_i G_1[0, i, j] f(x_1)[i] (the boundary state h_0 = [1] enters linearly, as in
+    the product network) and h_k[j] = sum_{i, l} G_k[l, i, j] xi(f(x_k)[i], h_{k-1}[l]) for
+    k = 2..d; logits = h_d. With `label_site="middle"` the right part is swept from position d
+    down the same way and logits[y] = sum_{l, r} label_core[l, y, r] xi(h_L[l], h_R[r]).
+    `log_format` only applies to the product (see `tensor_zoo.functional.generalized`), and
+    `full_tensor()` only exists for the product: other networks have no weight tensor.
     """
 
     def __init__(
@@ -39,12 +53,14 @@ class TTNet(TensorNetwork):
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
+        xi: Xi = "product",
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
             feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, "label_site": label_site},
+            {"rank": rank, "label_site": label_site, **xi_config(xi)},
         )  # fmt: skip
+        self.xi = check_xi(xi)
         d, m = self.num_positions, self.feature_dim
         if label_site not in ("last", "middle"):
             raise ValueError(f"label_site must be 'last' or 'middle', got {label_site!r}.")
@@ -65,7 +81,13 @@ class TTNet(TensorNetwork):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Near-identity cores: h stays close to a unit vector whatever d is (TorchMPS-style)."""
+        """Near-identity cores: h stays close to a unit vector whatever d is (TorchMPS-style).
+
+        Other xi: see `init_generalized_tt`.
+        """
+        if self.xi != "product":
+            init_generalized_tt(list(self.cores), self.label_core)
+            return
         constant = self.constant_channel
         last_index = len(self.cores) - 1
         for index, core in enumerate(self.cores):
@@ -83,15 +105,23 @@ class TTNet(TensorNetwork):
         if self.label_core is not None:
             nn.init.normal_(self.label_core, std=1.0)
 
+    def tt_cores(self) -> list[Tensor]:
+        """The d cores (r_k, m, r_{k+1}), position order (the label core apart: `label_core`)."""
+        return list(self.cores)
+
     def contract(self, features: Tensor) -> Tensor:
+        if self.xi != "product":
+            return tt_contract_xi(features, list(self.cores), self.label_core, self.xi)
         return tt_contract(features, list(self.cores), self.label_core, self.log_format)
 
     def full_tensor(self) -> Tensor:
+        self.require_multilinear("full_tensor()")
         return tt_to_dense(list(self.cores), self.label_core)
 
     @classmethod
     def from_cp(cls, cp: CPNet, label_site: Literal["last", "middle"] = "last") -> TTNet:
         """The exact TT form of a CP network: rank r, diagonal cores, same logits."""
+        cp.require_multilinear("TTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, label_site=label_site)
         net = net.to(dtype=cp.factors.dtype, device=cp.factors.device)
         net.copy_front_end(cp)
@@ -110,3 +140,19 @@ class TTNet(TensorNetwork):
             if net.label_core is not None:
                 net.label_core.copy_(torch.einsum("ya,ab->ayb", cp.weights, eye))
         return net
+
+
+@torch.no_grad()
+def init_generalized_tt(cores: Sequence[Tensor], label_core: Tensor | None) -> None:
+    """Variance-preserving cores for xi != "product": every entry N(0, 1 / (r_in m)).
+
+    Each unit sums r_in m terms xi(f_i, h_l) of second moment O(1), so h_k has variance
+    E[xi^2]; since max(a, b, 0)^2 <= a^2 + max(b, 0)^2 (and log-sum-exp exceeds the max by at
+    most log 2), that is a contraction towards a fixed point: h stays O(1) for any d (the
+    identity-like start of the product network would make relu units saturate at
+    max(1, h) and hide the input). The label core gets N(0, 1 / r_p^2).
+    """
+    for core in cores:
+        nn.init.normal_(core, std=(core.shape[0] * core.shape[1]) ** -0.5)
+    if label_core is not None:
+        nn.init.normal_(label_core, std=1.0 / label_core.shape[0])
