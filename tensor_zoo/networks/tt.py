@@ -110,9 +110,7 @@ class TTNet(TensorNetwork):
         return list(self.cores)
 
     def contract(self, features: Tensor) -> Tensor:
-        if self.xi != "product":
-            return tt_contract_xi(features, list(self.cores), self.label_core, self.xi)
-        return tt_contract(features, list(self.cores), self.label_core, self.log_format)
+        return tt_logits(features, list(self.cores), self.label_core, self.xi, self.log_format)
 
     def full_tensor(self) -> Tensor:
         self.require_multilinear("full_tensor()")
@@ -140,6 +138,19 @@ class TTNet(TensorNetwork):
             if net.label_core is not None:
                 net.label_core.copy_(torch.einsum("ya,ab->ayb", cp.weights, eye))
         return net
+
+
+def tt_logits(
+    features: Tensor,
+    cores: Sequence[Tensor],
+    label_core: Tensor | None,
+    xi: str,
+    log_format: bool,
+) -> Tensor:
+    """The TT network's logits (B, C) for its cores: `tt_contract`, or `tt_contract_xi`."""
+    if xi != "product":
+        return tt_contract_xi(features, cores, label_core, xi)
+    return tt_contract(features, cores, label_core, log_format)
 
 
 @torch.no_grad()
