@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, tt_to_dense
 from tensor_zoo.networks.base import TensorNetwork, xi_config
-from tensor_zoo.networks.tt import init_generalized_tt, tt_logits
+from tensor_zoo.networks.tt import init_generalized_inner_core, init_generalized_tt, tt_logits
 
 
 class SharedTTNet(TensorNetwork):
@@ -115,14 +115,24 @@ class SharedTTNet(TensorNetwork):
 
         The same noise acts at every position, so it adds up coherently (d times) rather than
         as a random walk (sqrt(d) times): its std is noise_std(r) / sqrt(d), which keeps the
-        logits O(1) at d = 16 and 64. Other xi: TTNet's variance-preserving cores.
+        logits O(1) at d = 16 and 64. Other xi: `init_generalized_tt`, the shared noise
+        1/sqrt(d) times smaller for the same reason, N(0, 1) boundary states, an
+        N(0, 1 / r) head.
         """
-        boundary = [p for p in (self.initial_state, self.final_state, self.head) if p is not None]
         if self.xi != "product":
-            cores = [p for p in (self.first_core, self.core, self.last_core) if p is not None]
-            init_generalized_tt(cores, self.label_core)
-            for vector in boundary:
-                nn.init.normal_(vector, std=self.rank**-0.5)
+            noise_scale = 1.0 / self.num_positions
+            if self.boundary_cores:
+                cores = [self.first_core, self.core, self.last_core]
+                init_generalized_tt(cores, self.label_core, noise_scale)
+            else:
+                init_generalized_inner_core(self.core, noise_scale)
+                if self.label_core is not None:
+                    nn.init.normal_(self.label_core, std=1.0 / self.rank)
+            for vector in (self.initial_state, self.final_state):
+                if vector is not None:
+                    nn.init.normal_(vector, std=1.0)
+            if self.head is not None:
+                nn.init.normal_(self.head, std=self.rank**-0.5)
             return
         r, constant, d = self.rank, self.constant_channel, self.num_positions
         fan = r * self.feature_dim

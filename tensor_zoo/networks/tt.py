@@ -86,7 +86,7 @@ class TTNet(TensorNetwork):
         Other xi: see `init_generalized_tt`.
         """
         if self.xi != "product":
-            init_generalized_tt(list(self.cores), self.label_core)
+            init_generalized_tt(list(self.cores), self.label_core, self.num_positions**-0.5)
             return
         constant = self.constant_channel
         last_index = len(self.cores) - 1
@@ -154,16 +154,37 @@ def tt_logits(
 
 
 @torch.no_grad()
-def init_generalized_tt(cores: Sequence[Tensor], label_core: Tensor | None) -> None:
-    """Variance-preserving cores for xi != "product": every entry N(0, 1 / (r_in m)).
+def init_generalized_tt(
+    cores: Sequence[Tensor], label_core: Tensor | None, noise_scale: float
+) -> None:
+    """Cores for xi != "product": inner units start as an averaging memory plus small noise.
 
-    Each unit sums r_in m terms xi(f_i, h_l) of second moment O(1), so h_k has variance
-    E[xi^2]; since max(a, b, 0)^2 <= a^2 + max(b, 0)^2 (and log-sum-exp exceeds the max by at
-    most log 2), that is a contraction towards a fixed point: h stays O(1) for any d (the
-    identity-like start of the product network would make relu units saturate at
-    max(1, h) and hide the input). The label core gets N(0, 1 / r_p^2).
+    `cores` in position order (a shared core once). The first core (and, with a label core,
+    the last one, where the right sweep starts) is linear in f: N(0, 1 / m). Inner cores start
+    as G[l, i, j] = [l == j] / m, so h_k[j] = mean_i xi(f_k[i], h_{k-1}[j]): each state keeps
+    its value and mixes in the features (for relu, mean_i max(f_i, h_j, 0) >= h_j; this plays
+    the part of the identity recurrence of IRNNs, Le, Jaitly and Hinton 2015), plus
+    N(0, 1 / (r_in m)) noise times `noise_scale` (1 / sqrt(d) for TTNet: independent noise at d
+    positions adds O(1) in total). A class read-out at the last core is N(0, 1 / (r_in m)), a
+    label core N(0, 1 / r_p^2). Measured: logits O(1) for d = 4 to 1024; with variance-
+    preserving random cores instead, a d = 16 relu TT learnt much more slowly.
     """
-    for core in cores:
-        nn.init.normal_(core, std=(core.shape[0] * core.shape[1]) ** -0.5)
+    last = len(cores) - 1
+    for index, core in enumerate(cores):
+        rank_in, feature_dim, _ = core.shape
+        if index == 0 or (index == last and label_core is not None):
+            nn.init.normal_(core, std=feature_dim**-0.5)
+        elif index == last:
+            nn.init.normal_(core, std=(rank_in * feature_dim) ** -0.5)
+        else:
+            init_generalized_inner_core(core, noise_scale)
     if label_core is not None:
         nn.init.normal_(label_core, std=1.0 / label_core.shape[0])
+
+
+@torch.no_grad()
+def init_generalized_inner_core(core: Tensor, noise_scale: float) -> None:
+    """G[l, i, j] = [l == j mod r_in] / m + N(0, 1 / (r_in m)) * noise_scale (see above)."""
+    rank_in, feature_dim, rank_out = core.shape
+    nn.init.normal_(core, std=noise_scale * (rank_in * feature_dim) ** -0.5)
+    core += tiled_identity(rank_in, rank_out)[:, None, :] / feature_dim
