@@ -2,6 +2,7 @@
 
 import math
 from functools import reduce
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -329,3 +330,30 @@ def test_a_lightning_trainer_fits_generalized_and_shared_networks(cls, extra, tm
 
     restored = TensorNetClassifier.load_from_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
     assert type(restored.network) is cls and restored.network.xi == extra.get("xi", "product")
+
+
+def test_shared_tt_tensors_are_the_documented_format():
+    """docs/checkpoint-format.md's SharedTTNet table names every tensor, with its shape."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "checkpoint-format.md"
+    section = doc.read_text().split("## SharedTTNet")[1].split("\n## ")[0]
+    documented = {
+        "core": "(r, m, r)", "first_core": "(1, m, r)", "last_core": "(r, m, K)",
+        "initial_state": "(r,)", "head": "(r, K)", "final_state": "(r,)",
+        "label_core": "(r, K, r)",
+    }  # fmt: skip
+    seen = set()
+    for boundary_cores in (True, False):
+        for label_site in ("last", "middle"):
+            net = SharedTTNet(image_size=28, patch_size=7, feature_dim=8, rank=6,
+                              boundary_cores=boundary_cores, label_site=label_site)  # fmt: skip
+            for name, tensor in net.state_dict().items():
+                if name.startswith(("feature_map.", "input_")):
+                    continue
+                seen.add(name)
+                assert f"`{name}`" in section and documented[name] in section, name
+                sizes = {"r": 6, "m": 8, "K": 10}
+                shape = documented[name].strip("()").rstrip(",").split(", ")
+                if name == "last_core" and label_site == "middle":
+                    shape = ["r", "m", "1"]
+                assert tuple(tensor.shape) == tuple(sizes.get(s, 1) for s in shape), name
+    assert seen == set(documented)

@@ -166,8 +166,9 @@ def init_generalized_tt(
     the part of the identity recurrence of IRNNs, Le, Jaitly and Hinton 2015), plus
     N(0, 1 / (r_in m)) noise times `noise_scale` (1 / sqrt(d) for TTNet: independent noise at d
     positions adds O(1) in total). A class read-out at the last core is N(0, 1 / (r_in m)), a
-    label core N(0, 1 / r_p^2). Measured: logits O(1) for d = 4 to 1024; with variance-
-    preserving random cores instead, a d = 16 relu TT learnt much more slowly.
+    label core N(0, 1 / r_p^2). Measured (rank 16, m = 8): logit std within [0.1, 10] for
+    d = 4 to 1024. On the digits (d = 16, rank 8, 30 epochs, lr 5e-3) a relu TT reached 73.6%
+    test accuracy from this start, 60.3% from variance-preserving random cores.
     """
     last = len(cores) - 1
     for index, core in enumerate(cores):
