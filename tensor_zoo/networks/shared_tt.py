@@ -10,7 +10,12 @@ from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, tt_to_dense
 from tensor_zoo.networks.base import TensorNetwork, xi_config
-from tensor_zoo.networks.tt import init_generalized_inner_core, init_generalized_tt, tt_logits
+from tensor_zoo.networks.tt import (
+    generalized_lr_scale,
+    init_generalized_inner_core,
+    init_generalized_tt,
+    tt_logits,
+)
 
 
 class SharedTTNet(TensorNetwork):
@@ -164,6 +169,13 @@ class SharedTTNet(TensorNetwork):
             nn.init.normal_(self.last_core[:, constant], std=1.0)  # the class read-out
         else:
             self.last_core[:, constant] = r**-0.5
+
+    def lr_scales(self) -> dict[str, float]:
+        """Other xi than the product: the cores' steps 1/sqrt(m) as large, as TTNet's."""
+        if self.xi == "product":
+            return {}
+        names = ("core", "first_core", "last_core")
+        return {name: generalized_lr_scale(self.feature_dim) for name in names}
 
     def contract(self, features: Tensor) -> Tensor:
         return tt_logits(features, self.tt_cores(), self.label_core, self.xi, self.log_format)

