@@ -140,10 +140,10 @@ class SharedTTNet(TensorNetwork):
                 nn.init.normal_(self.head, std=self.rank**-0.5)
             return
         r, constant, d = self.rank, self.constant_channel, self.num_positions
-        fan = r * self.feature_dim
-        shared_noise = self.noise_std(r) / d**0.5 if constant is not None else fan**-0.5 / d**0.5
-        nn.init.normal_(self.core, std=shared_noise)
-        if constant is not None:
+        if constant is None:  # as TTNet without the constant feature: variance-preserving
+            nn.init.normal_(self.core, std=(r * self.feature_dim) ** -0.5)
+        else:
+            nn.init.normal_(self.core, std=self.noise_std(r) / d**0.5)
             self.core[:, constant] += torch.eye(r)
         if self.initial_state is not None:
             self.initial_state.fill_(r**-0.5)  # position 1 starts as ones / sqrt(r), as TTNet
