@@ -133,3 +133,13 @@ def test_two_device_test_accuracy_counts_each_image_once(tmp_path):
             accuracies[devices] = float(next(csv.DictReader(stream))["test/acc"])
     assert accuracies[1] == pytest.approx(accuracies[2], abs=1e-6)
     assert round(accuracies[1] * 21, 4).is_integer()
+
+
+def test_generalized_and_shared_core_networks_through_the_recipe_flags(tmp_path, data_root):
+    """The README's flags: --model.network=SharedTTNet --model.network.init_args.xi=relu."""
+    args = ["fit", *FAST, *CSV, "--model.network=SharedTTNet", "--model.network.init_args.xi=relu"]
+    run_recipe("mnist", args, tmp_path, data_root)
+    (checkpoint,) = list(tmp_path.glob("csv/**/last.ckpt"))
+    network = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert network["network"]["class_path"] == "tensor_zoo.SharedTTNet"
+    assert network["network"]["init_args"]["xi"] == "relu"

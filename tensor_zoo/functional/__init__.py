@@ -8,14 +8,28 @@ from tensor_zoo.functional.contraction import (
     tt_contract,
 )
 from tensor_zoo.functional.dense import cp_to_dense, ht_to_dense, tt_to_dense
+from tensor_zoo.functional.generalized import (
+    XI_NAMES,
+    Xi,
+    check_xi,
+    cp_contract_xi,
+    ht_contract_xi,
+    tt_contract_xi,
+)
 
 __all__ = [
+    "XI_NAMES",
+    "Xi",
+    "check_xi",
     "cp_contract",
+    "cp_contract_xi",
     "cp_to_dense",
     "ht_contract",
+    "ht_contract_xi",
     "ht_to_dense",
     "rescale",
     "restore_scale",
     "tt_contract",
+    "tt_contract_xi",
     "tt_to_dense",
 ]

@@ -1,4 +1,4 @@
-"""The three network families as plain torch.nn modules, and building one from its config."""
+"""The network families as plain torch.nn modules, and building one from its config."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ from typing import Any
 from tensor_zoo.networks.base import TensorNetwork
 from tensor_zoo.networks.cp import CPNet
 from tensor_zoo.networks.ht import HTNet
+from tensor_zoo.networks.shared_tt import SharedTTNet
 from tensor_zoo.networks.tt import TTNet
 
-NETWORKS: dict[str, type[TensorNetwork]] = {"CPNet": CPNet, "TTNet": TTNet, "HTNet": HTNet}
+NETWORKS: dict[str, type[TensorNetwork]] = {
+    "CPNet": CPNet,
+    "TTNet": TTNet,
+    "HTNet": HTNet,
+    "SharedTTNet": SharedTTNet,
+}
 
 
 def build_network(config: Mapping[str, Any]) -> TensorNetwork:
@@ -28,4 +34,12 @@ def build_network(config: Mapping[str, Any]) -> TensorNetwork:
     return NETWORKS[name](**config.get("init_args", {}))
 
 
-__all__ = ["NETWORKS", "CPNet", "HTNet", "TTNet", "TensorNetwork", "build_network"]
+__all__ = [
+    "NETWORKS",
+    "CPNet",
+    "HTNet",
+    "SharedTTNet",
+    "TTNet",
+    "TensorNetwork",
+    "build_network",
+]

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tensor_zoo.functional import check_xi
 from tensor_zoo.layers import PatchExtractor, build_feature_map
 
 
@@ -23,6 +24,15 @@ def tiled_identity(rank_in: int, rank_out: int) -> Tensor:
     rows = torch.arange(rank_in)[:, None]
     cols = torch.arange(rank_out)[None, :]
     return (rows == cols % rank_in).float()
+
+
+def xi_config(xi: str) -> dict[str, Any]:
+    """The config entry of a network's `xi`: none for "product" (the default), else {"xi": xi}.
+
+    Product networks keep the exact config they had before `xi` existed, so every checkpoint
+    published then still rebuilds to an identical config.
+    """
+    return {} if check_xi(xi) == "product" else {"xi": xi}
 
 
 def expand_ranks(rank: int | Sequence[int], count: int, what: str) -> list[int]:
@@ -45,6 +55,7 @@ class TensorNetwork(nn.Module):
 
     input_mean: Tensor
     input_std: Tensor
+    xi: str = "product"  # the binary operation of the units (tensor_zoo.functional.generalized)
 
     def __init__(
         self,
@@ -153,6 +164,16 @@ class TensorNetwork(nn.Module):
     def full_tensor(self) -> Tensor:
         """The dense weight tensor W (num_classes, m, ..., m); for tiny d and m only."""
         raise NotImplementedError
+
+    def require_multilinear(self, what: str) -> None:
+        """Raise a ValueError unless xi is "product" (what: the operation that needs W)."""
+        if self.xi != "product":
+            raise ValueError(
+                f"{what} needs the weight tensor W of a multilinear network (xi='product'); "
+                f"this {type(self).__name__} has xi={self.xi!r}, whose scores are not "
+                f"<W, f(x_1) (x) ... (x) f(x_d)> for any W. Evaluate it on a grid of template "
+                f"patches instead (grid tensors: net.contract of every template combination)."
+            )
 
     def forward(self, images: Tensor) -> Tensor:
         """Float images (B, C, H, W) -> logits (B, num_classes)."""

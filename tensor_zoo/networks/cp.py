@@ -1,6 +1,6 @@
 """CP network (shallow, one hidden layer of width r).
 
-W_y = sum_a lambda_ya v_1a (x) ... (x) v_da.
+W_y = sum_a lambda_ya v_1a (x) ... (x) v_da; with xi != "product", a generalized CP network.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import cp_contract, cp_to_dense
-from tensor_zoo.networks.base import TensorNetwork
+from tensor_zoo.functional import Xi, check_xi, cp_contract, cp_contract_xi, cp_to_dense
+from tensor_zoo.networks.base import TensorNetwork, xi_config
 
 
 class CPNet(TensorNetwork):
@@ -20,6 +20,13 @@ class CPNet(TensorNetwork):
 
     Parameters (besides the feature map): `factors` (d, m, rank), `weights` (num_classes, rank).
     Storage O(d m r).
+
+    Generalized CP network (Cohen and Shashua, ICML 2016; Khrulkov, Hrinchuk and Oseledets,
+    ICLR 2019): with `xi` another associative, commutative operation than the product,
+    score_y = sum_a weights[y, a] xi_{k=1..d} <f(x_k), factors[k, :, a]>, xi folded over the
+    positions: "relu" (max(a, b, 0), so max(0, max_k <f(x_k), v_ka>) for d >= 2: a ReLU
+    network with global max pooling) or "logsumexp" (log sum_k exp <f(x_k), v_ka>). See
+    `tensor_zoo.functional.generalized`; `log_format` only applies to the product.
     """
 
     def __init__(
@@ -38,11 +45,14 @@ class CPNet(TensorNetwork):
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
+        xi: Xi = "product",
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, dropout, log_format, input_mean, input_std, {"rank": rank},
+            feature_map, append_one, dropout, log_format, input_mean, input_std,
+            {"rank": rank, **xi_config(xi)},
         )  # fmt: skip
+        self.xi = check_xi(xi)
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"CPNet rank must be a positive int, got {rank!r}.")
         self.rank = rank
@@ -53,16 +63,23 @@ class CPNet(TensorNetwork):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Every rank-one term starts near prod_k 1 = 1 (through the constant feature)."""
+        """Every rank-one term starts near prod_k 1 = 1 (through the constant feature).
+
+        Other xi: plain variance-preserving weights (each projection and score O(1)), since a
+        max or log-sum-exp over the d positions neither grows nor shrinks with d.
+        """
         nn.init.normal_(self.weights, std=self.rank**-0.5)
-        if self.constant_channel is None:
+        if self.constant_channel is None or self.xi != "product":
             nn.init.normal_(self.factors, std=self.feature_dim**-0.5)
             return
         nn.init.normal_(self.factors, std=self.noise_std(1))
         self.factors[:, self.constant_channel] = 1.0
 
     def contract(self, features: Tensor) -> Tensor:
+        if self.xi != "product":
+            return cp_contract_xi(features, self.factors, self.weights, self.xi)
         return cp_contract(features, self.factors, self.weights, self.log_format)
 
     def full_tensor(self) -> Tensor:
+        self.require_multilinear("full_tensor()")
         return cp_to_dense(self.factors, self.weights)

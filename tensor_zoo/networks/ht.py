@@ -1,4 +1,8 @@
-"""HT network (deep, convolutional): a binary tree of bilinear units over the d = 2^L patches."""
+"""HT network (deep, convolutional): a binary tree of bilinear units over the d = 2^L patches.
+
+With xi != "product", the generalized HT network (Cohen and Shashua's convolutional rectifier
+network for xi = "relu").
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import ht_contract, ht_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
+from tensor_zoo.functional import Xi, check_xi, ht_contract, ht_contract_xi, ht_to_dense
+from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity, xi_config
 from tensor_zoo.networks.cp import CPNet
 
 
@@ -27,6 +31,15 @@ class HTNet(TensorNetwork):
       with r_L = num_classes;
     - node_type="cp" (Cohen's ConvAC, 1x1 convolution + product pooling): `left.{l-1}` and
       `right.{l-1}` (d / 2^l, r_{l-1}, r_l) with r_L = r_{L-1}, then `head` (r_L, num_classes).
+
+    Generalized HT network (Cohen and Shashua, "Convolutional rectifier networks as
+    generalized tensor decompositions", ICML 2016; Khrulkov, Hrinchuk and Oseledets, ICLR
+    2019): `xi` replaces the product in every unit by an associative, commutative operation,
+    "relu" (xi(a, b) = max(a, b, 0): ReLU activation with max pooling) or "logsumexp"
+    (log(e^a + e^b)). Leaves stay linear (u_k = f(x_k) @ leaves[k]); a full unit with children
+    a, b gives z_j = sum_{p, q} T[p, q, j] xi(a_p, b_q); a "cp" unit gives
+    z = xi(a U, b V) elementwise; the head stays linear. `log_format` only applies to the
+    product (see `tensor_zoo.functional.generalized`), and `full_tensor()` only exists for it.
     """
 
     def __init__(
@@ -46,12 +59,14 @@ class HTNet(TensorNetwork):
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
+        xi: Xi = "product",
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
             feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, "node_type": node_type},
+            {"rank": rank, "node_type": node_type, **xi_config(xi)},
         )  # fmt: skip
+        self.xi = check_xi(xi)
         d, m = self.num_positions, self.feature_dim
         if d < 2 or d & (d - 1):
             raise ValueError(
@@ -94,7 +109,14 @@ class HTNet(TensorNetwork):
 
         Every node output starts close to the all-ones vector whatever the depth, and each leaf
         perturbation reaches the root additively, as in a linear model.
+
+        Other xi: variance-preserving weights, every entry N(0, 1 / fan-in) (leaves 1 / m, full
+        units 1 / r_in^2, cp units and head 1 / r_in): each unit's output keeps a second moment
+        O(1) through the log2(d) levels.
         """
+        if self.xi != "product":
+            self._reset_generalized()
+            return
         constant = self.constant_channel
         if constant is None:
             nn.init.normal_(self.leaves, std=self.feature_dim**-0.5)
@@ -120,6 +142,16 @@ class HTNet(TensorNetwork):
         if self.head is not None:
             nn.init.normal_(self.head, std=self.ranks[-1] ** -0.5)
 
+    @torch.no_grad()
+    def _reset_generalized(self) -> None:
+        nn.init.normal_(self.leaves, std=self.feature_dim**-0.5)
+        for weights in self.levels():
+            for weight in weights if isinstance(weights, tuple) else (weights,):
+                fan_in = weight.shape[1] * (weight.shape[2] if weight.dim() == 4 else 1)
+                nn.init.normal_(weight, std=fan_in**-0.5)
+        if self.head is not None:
+            nn.init.normal_(self.head, std=self.ranks[-1] ** -0.5)
+
     def lr_scales(self) -> dict[str, float]:
         """Inner (non-root) units sum r_in^2 (full) or r_in (cp) products: step 1/that as large."""
         scales = {}
@@ -131,14 +163,18 @@ class HTNet(TensorNetwork):
         return scales
 
     def contract(self, features: Tensor) -> Tensor:
+        if self.xi != "product":
+            return ht_contract_xi(features, self.leaves, self.levels(), self.head, self.xi)
         return ht_contract(features, self.leaves, self.levels(), self.head, self.log_format)
 
     def full_tensor(self) -> Tensor:
+        self.require_multilinear("full_tensor()")
         return ht_to_dense(self.leaves, self.levels(), self.head)
 
     @classmethod
     def from_cp(cls, cp: CPNet, node_type: Literal["full", "cp"] = "full") -> HTNet:
         """The exact HT form of a CP network: rank r, diagonal units, same logits."""
+        cp.require_multilinear("HTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, node_type=node_type)
         net = net.to(dtype=cp.factors.dtype, device=cp.factors.device)
         net.copy_front_end(cp)

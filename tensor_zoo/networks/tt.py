@@ -1,4 +1,7 @@
-"""TT network (recurrent): h_k = G_k(f(x_k), h_{k-1}) with bilinear units, score = h_d."""
+"""TT network (recurrent): h_k = G_k(f(x_k), h_{k-1}) with bilinear units, score = h_d.
+
+With xi != "product", the generalized TT network (the ReLU RNN for xi = "relu").
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import tt_contract, tt_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
+from tensor_zoo.functional import Xi, check_xi, tt_contract, tt_contract_xi, tt_to_dense
+from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity, xi_config
 from tensor_zoo.networks.cp import CPNet
 
 
@@ -20,6 +23,17 @@ class TTNet(TensorNetwork):
     With `label_site="last"` the last core carries the class (r_d = num_classes); with
     `label_site="middle"` r_d = 1 and `label_core` (r_p, num_classes, r_p) sits on bond
     p = d // 2. `rank` is an int or the list of the d - 1 bond ranks r_1..r_{d-1}.
+
+    Generalized TT network (Khrulkov, Hrinchuk and Oseledets, "Generalized tensor models for
+    recurrent neural networks", ICLR 2019): `xi` replaces the product in every unit by an
+    associative, commutative operation, "relu" (xi(a, b) = max(a, b, 0): the ReLU RNN) or
+    "logsumexp" (log(e^a + e^b)). With G_k = `cores.{k-1}`:
+    h_1[j] = sum_i G_1[0, i, j] f(x_1)[i] (the boundary state h_0 = [1] enters linearly, as in
+    the product network) and h_k[j] = sum_{i, l} G_k[l, i, j] xi(f(x_k)[i], h_{k-1}[l]) for
+    k = 2..d; logits = h_d. With `label_site="middle"` the right part is swept from position d
+    down the same way and logits[y] = sum_{l, r} label_core[l, y, r] xi(h_L[l], h_R[r]).
+    `log_format` only applies to the product (see `tensor_zoo.functional.generalized`), and
+    `full_tensor()` only exists for the product: other networks have no weight tensor.
     """
 
     def __init__(
@@ -39,12 +53,14 @@ class TTNet(TensorNetwork):
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
+        xi: Xi = "product",
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
             feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, "label_site": label_site},
+            {"rank": rank, "label_site": label_site, **xi_config(xi)},
         )  # fmt: skip
+        self.xi = check_xi(xi)
         d, m = self.num_positions, self.feature_dim
         if label_site not in ("last", "middle"):
             raise ValueError(f"label_site must be 'last' or 'middle', got {label_site!r}.")
@@ -65,7 +81,13 @@ class TTNet(TensorNetwork):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Near-identity cores: h stays close to a unit vector whatever d is (TorchMPS-style)."""
+        """Near-identity cores: h stays close to a unit vector whatever d is (TorchMPS-style).
+
+        Other xi: see `init_generalized_tt`.
+        """
+        if self.xi != "product":
+            init_generalized_tt(list(self.cores), self.label_core, self.num_positions**-0.5)
+            return
         constant = self.constant_channel
         last_index = len(self.cores) - 1
         for index, core in enumerate(self.cores):
@@ -83,15 +105,29 @@ class TTNet(TensorNetwork):
         if self.label_core is not None:
             nn.init.normal_(self.label_core, std=1.0)
 
+    def lr_scales(self) -> dict[str, float]:
+        """Other xi than the product: each core's step 1/sqrt(m) as large (generalized_lr_scale)."""
+        if self.xi == "product":
+            return {}
+        return {
+            f"cores.{k}": generalized_lr_scale(self.feature_dim) for k in range(len(self.cores))
+        }
+
+    def tt_cores(self) -> list[Tensor]:
+        """The d cores (r_k, m, r_{k+1}), position order (the label core apart: `label_core`)."""
+        return list(self.cores)
+
     def contract(self, features: Tensor) -> Tensor:
-        return tt_contract(features, list(self.cores), self.label_core, self.log_format)
+        return tt_logits(features, list(self.cores), self.label_core, self.xi, self.log_format)
 
     def full_tensor(self) -> Tensor:
+        self.require_multilinear("full_tensor()")
         return tt_to_dense(list(self.cores), self.label_core)
 
     @classmethod
     def from_cp(cls, cp: CPNet, label_site: Literal["last", "middle"] = "last") -> TTNet:
         """The exact TT form of a CP network: rank r, diagonal cores, same logits."""
+        cp.require_multilinear("TTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, label_site=label_site)
         net = net.to(dtype=cp.factors.dtype, device=cp.factors.device)
         net.copy_front_end(cp)
@@ -110,3 +146,66 @@ class TTNet(TensorNetwork):
             if net.label_core is not None:
                 net.label_core.copy_(torch.einsum("ya,ab->ayb", cp.weights, eye))
         return net
+
+
+def tt_logits(
+    features: Tensor,
+    cores: Sequence[Tensor],
+    label_core: Tensor | None,
+    xi: str,
+    log_format: bool,
+) -> Tensor:
+    """The TT network's logits (B, C) for its cores: `tt_contract`, or `tt_contract_xi`."""
+    if xi != "product":
+        return tt_contract_xi(features, cores, label_core, xi)
+    return tt_contract(features, cores, label_core, log_format)
+
+
+def generalized_lr_scale(feature_dim: int) -> float:
+    """Step multiplier 1/sqrt(m) for the cores of a TT network with xi != "product".
+
+    A unit sums m terms xi(f_i, h_l) per state; with the product most vanish (relu features
+    are sparse), with max(f_i, h_l, 0) or log(e^f_i + e^h_l) none does, so full Adam steps on all
+    of them move the state too far. The scale is empirical. Measured (relu TT, 1 epoch of MNIST with
+    the recipe, m = 32: validation accuracy 50% at lr 3e-3, 82% at 1e-3; digits, m = 8, 30
+    epochs at lr 5e-3: 73.6% test accuracy unscaled, 88.9% with this scale).
+    """
+    return feature_dim**-0.5
+
+
+@torch.no_grad()
+def init_generalized_tt(
+    cores: Sequence[Tensor], label_core: Tensor | None, noise_scale: float
+) -> None:
+    """Cores for xi != "product": inner units start as an averaging memory plus small noise.
+
+    `cores` in position order (a shared core once). The first core (and, with a label core,
+    the last one, where the right sweep starts) is linear in f: N(0, 1 / m). Inner cores start
+    as G[l, i, j] = [l == j] / m, so h_k[j] = mean_i xi(f_k[i], h_{k-1}[j]): each state keeps
+    its value and mixes in the features (for relu, mean_i max(f_i, h_j, 0) >= h_j; this plays
+    the part of the identity recurrence of IRNNs, Le, Jaitly and Hinton 2015), plus
+    N(0, 1 / (r_in m)) noise times `noise_scale` (1 / sqrt(d) for TTNet: independent noise at d
+    positions adds O(1) in total). A class read-out at the last core is N(0, 1 / (r_in m)), a
+    label core N(0, 1 / r_p^2). Measured (rank 16, m = 8): logit std within [0.1, 10] for
+    d = 4 to 1024. On the digits (d = 16, rank 8, 30 epochs, lr 5e-3) a relu TT reached 73.6%
+    test accuracy from this start, 60.3% from variance-preserving random cores.
+    """
+    last = len(cores) - 1
+    for index, core in enumerate(cores):
+        rank_in, feature_dim, _ = core.shape
+        if index == 0 or (index == last and label_core is not None):
+            nn.init.normal_(core, std=feature_dim**-0.5)
+        elif index == last:
+            nn.init.normal_(core, std=(rank_in * feature_dim) ** -0.5)
+        else:
+            init_generalized_inner_core(core, noise_scale)
+    if label_core is not None:
+        nn.init.normal_(label_core, std=1.0 / label_core.shape[0])
+
+
+@torch.no_grad()
+def init_generalized_inner_core(core: Tensor, noise_scale: float) -> None:
+    """G[l, i, j] = [l == j mod r_in] / m + N(0, 1 / (r_in m)) * noise_scale (see above)."""
+    rank_in, feature_dim, rank_out = core.shape
+    nn.init.normal_(core, std=noise_scale * (rank_in * feature_dim) ** -0.5)
+    core += tiled_identity(rank_in, rank_out)[:, None, :] / feature_dim
