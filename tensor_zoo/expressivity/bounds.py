@@ -22,9 +22,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.expressivity.formats import is_multilinear, restricted_tensor
+from tensor_zoo.expressivity.formats import is_multilinear, network_format, restricted_tensor
 from tensor_zoo.expressivity.grid import grid_tensor, random_templates, template_features
-from tensor_zoo.expressivity.ranks import Rows, matricization, numerical_rank, resolve_rows
+from tensor_zoo.expressivity.ranks import (
+    Rows,
+    matricization,
+    matricization_rank,
+    numerical_rank,
+    resolve_rows,
+)
 from tensor_zoo.networks import TTNet
 
 EPS = torch.finfo(torch.float64).eps
@@ -38,8 +44,9 @@ class CPRankBound:
         bound: CP rank of W_y >= bound (multilinear networks); for other networks: any CP
             (product) network with the same feature map that reproduces the class's scores on
             the grid needs width >= bound.
-        method: "W (dense)", "W sub-tensor" (other positions contracted with the anchor's
-            feature vector) or "grid tensor" (scores on templates, through `net.contract`).
+        method: "W (dense)", "W (CP Khatri-Rao QR)", "W sub-tensor" (other positions
+            contracted with the anchor's feature vector) or "grid tensor" (scores on templates,
+            through `net.contract`).
         positions: the positions kept (the others held at the anchor).
         rows: the kept positions on the row side of the matricization.
         tol: singular values above tol were counted (a numerical rank: see `cp_rank_lower_bound`).
@@ -118,7 +125,8 @@ def cp_rank_lower_bound(
 ) -> list[CPRankBound]:
     """A certified lower bound on the CP rank of each class's weight tensor, for any d.
 
-    Multilinear networks: the sub-tensor of W_y on `positions` (every other mode contracted
+    CP networks (by default): the whole W_y, exactly (`matricization_rank`, any rows).
+    Other multilinear networks: the sub-tensor of W_y on `positions` (every other mode contracted
     with the feature vector of the anchor patch) is formed from the network's parameters, and
     the rank of its `rows` matricization is the bound; with all positions kept it is W_y
     itself. Other networks (generalized `xi`): the grid tensor of `templates` on `positions`.
@@ -150,6 +158,11 @@ def cp_rank_lower_bound(
     """
     count = net.num_positions
     multilinear = is_multilinear(net)
+    if positions is None and multilinear and network_format(net) == "cp":
+        row_positions = resolve_rows(rows, count)  # exact on the whole W, any rows
+        spectra = [r.singular_values for r in matricization_rank(net, row_positions)]
+        method, positions = "W (CP Khatri-Rao QR)", tuple(range(count))
+        return [_bound(v, tol, method, positions, row_positions) for v in spectra]
     if templates is None and not multilinear:
         templates = random_templates(net, min(net.feature_dim, 8), seed)
     values = net.feature_dim if multilinear else templates.shape[-2]
@@ -173,15 +186,31 @@ def cp_rank_lower_bound(
     else:
         tensors = grid_tensor(net, templates, positions, anchor).double()
         method = "grid tensor"
-    results = []
-    for tensor in tensors:
-        singular = torch.linalg.svdvals(matricization(tensor, row_slots))
-        top = float(singular[0]) if singular.numel() else 0.0
-        bound, used = numerical_rank(singular, 1, EPS**0.5 * top if tol is None else tol)
-        smallest = float(singular[bound - 1]) if bound else 0.0
-        row_positions = tuple(positions[slot] for slot in row_slots)
-        results.append(CPRankBound(bound, method, positions, row_positions, used, top, smallest))
-    return results
+    row_positions = tuple(positions[slot] for slot in row_slots)
+    return [
+        _bound(
+            torch.linalg.svdvals(matricization(tensor, row_slots)),
+            tol,
+            method,
+            positions,
+            row_positions,
+        )
+        for tensor in tensors
+    ]
+
+
+def _bound(
+    singular: Tensor,
+    tol: float | None,
+    method: str,
+    positions: tuple[int, ...],
+    rows: tuple[int, ...],
+) -> CPRankBound:
+    """The numerical rank of a spectrum with tol (default sqrt(eps) sigma_max), as a bound."""
+    top = float(singular.max()) if singular.numel() else 0.0
+    bound, used = numerical_rank(singular, 1, EPS**0.5 * top if tol is None else tol)
+    smallest = float(singular[singular > used].min()) if bound else 0.0
+    return CPRankBound(bound, method, positions, rows, used, top, smallest)
 
 
 def cp_parameter_count(net: nn.Module, width: int) -> int:

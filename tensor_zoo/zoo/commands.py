@@ -1,4 +1,4 @@
-"""`tensor-zoo list | info | eval | predict | export | publish`: the zoo from the shell."""
+"""`tensor-zoo list | info | eval | predict | export | publish | certify`: the zoo, from a shell."""
 
 from __future__ import annotations
 
@@ -212,6 +212,77 @@ def publish_command(argv: list[str]) -> None:
     print(f"Uploaded {args.name} to {repo_id} at revision {revision}; pinned in {index_file}.")
 
 
+def _ranks_line(label: str, per_class: list[tuple[int, ...]]) -> str:
+    """One line for per-class rank tuples: once when all classes agree, else the maximum."""
+    if all(ranks == per_class[0] for ranks in per_class):
+        return f"{label} (every class): {list(per_class[0])}"
+    return f"{label} (max over classes): {[max(column) for column in zip(*per_class, strict=True)]}"
+
+
+def certify_command(argv: list[str]) -> None:
+    from tensor_zoo.expressivity import (
+        cp_parameter_count,
+        cp_rank_lower_bound,
+        ht_ranks,
+        theorem1_bound,
+        tt_ranks,
+    )
+    from tensor_zoo.expressivity.formats import network_format
+
+    parser = argparse.ArgumentParser(
+        prog="tensor-zoo certify",
+        description="How expressive a published checkpoint is: its TT / HT ranks, a certified "
+        "lower bound on the CP rank of each class's weight tensor, and the size of the smallest "
+        "CP (shallow) network that could compute the same scores (docs/expressivity.md).",
+    )
+    parser.add_argument("name")
+    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
+    parser.add_argument(
+        "--max-rows", type=int, default=1024, help="sub-grid matricization size (bound <= this)"
+    )
+    args = parser.parse_args(argv)
+    network = load(args.name, path=args.path)
+    classes = model_info(args.name)["classes"]
+    count, size, kind = network.num_positions, network.feature_dim, network_format(network)
+    front_end = sum(p.numel() for p in network.feature_map.parameters())
+    print(
+        f"{args.name}: {type(network).__name__}, d = {count} positions, m = {size} features, "
+        f"C = {len(classes)} classes; {network.num_params:,} parameters "
+        f"({front_end:,} in the feature map)"
+    )
+    widths = getattr(network, "ranks", None) or [getattr(network, "rank", None)]
+    print(f"widths (bond / level ranks): {widths}")
+    if kind == "tt":
+        line = _ranks_line("TT-ranks of W_y", [r.ranks for r in tt_ranks(network)])
+        print(f"{line}  [TT orthogonalisation, numpy tolerance]")
+    if kind == "ht":
+        line = _ranks_line("HT-ranks of W_y per level", [r.level_max for r in ht_ranks(network)])
+        print(f"{line}  [HT orthogonalisation, numpy tolerance; leaves first]")
+    bounds = cp_rank_lower_bound(network, max_rows=args.max_rows)
+    first = bounds[0]
+    print(
+        f"certified CP-rank lower bound per class [{first.method} on positions "
+        f"{list(first.positions)}, rows {list(first.rows)}, singular values > sqrt(eps) "
+        f"sigma_max]:"
+    )
+    print("  " + ", ".join(f"{c} {b.bound}" for c, b in zip(classes, bounds, strict=True)))
+    width = max(b.bound for b in bounds)
+    print(
+        f"smallest CP network with the same scores: width >= {width}, so >= "
+        f"{count} * {size} * {width} + {len(classes)} * {width} + {front_end:,} = "
+        f"{cp_parameter_count(network, width):,} parameters (this network: "
+        f"{network.num_params:,})"
+    )
+    rank = max(widths) if kind in ("tt", "ht") and widths[0] else None
+    if rank is not None:
+        generic = theorem1_bound(count, size, rank)
+        print(
+            f"for a generic {kind.upper()} of this shape the paper's bound is min(m, r)^(d/2) = "
+            f"{min(size, rank)}^{count // 2} = {generic:.4g} (Theorem 1 and Table 2; this "
+            f"checkpoint is certified only up to the sub-grid's size)"
+        )
+
+
 COMMANDS = {
     "list": list_command,
     "info": info_command,
@@ -219,4 +290,5 @@ COMMANDS = {
     "predict": predict_command,
     "export": export_command,
     "publish": publish_command,
+    "certify": certify_command,
 }
