@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -212,11 +213,26 @@ def publish_command(argv: list[str]) -> None:
     print(f"Uploaded {args.name} to {repo_id} at revision {revision}; pinned in {index_file}.")
 
 
+def _compact(values: list[int] | tuple[int, ...], count: int | None = None) -> str:
+    """A list for a terminal: "[16] * 63" when constant, "all 16" / "0, 2, ..., 62" for
+    positions (count = d), else the list itself."""
+    values = list(values)
+    if count is not None and values == list(range(count)):
+        return f"all {count}"
+    if len(values) > 4 and len(set(values)) == 1:
+        return f"[{values[0]}] * {len(values)}"
+    steps = {b - a for a, b in itertools.pairwise(values)}
+    if count is not None and len(values) > 4 and len(steps) == 1:
+        return f"{values[0]}, {values[1]}, ..., {values[-1]}"
+    return str(values)
+
+
 def _ranks_line(label: str, per_class: list[tuple[int, ...]]) -> str:
     """One line for per-class rank tuples: once when all classes agree, else the maximum."""
     if all(ranks == per_class[0] for ranks in per_class):
-        return f"{label} (every class): {list(per_class[0])}"
-    return f"{label} (max over classes): {[max(column) for column in zip(*per_class, strict=True)]}"
+        return f"{label} (every class): {_compact(per_class[0])}"
+    maxima = [max(column) for column in zip(*per_class, strict=True)]
+    return f"{label} (max over classes): {_compact(maxima)}"
 
 
 def certify_command(argv: list[str]) -> None:
@@ -251,7 +267,7 @@ def certify_command(argv: list[str]) -> None:
         f"({front_end:,} in the feature map)"
     )
     widths = getattr(network, "ranks", None) or [getattr(network, "rank", None)]
-    print(f"widths (bond / level ranks): {widths}")
+    print(f"widths (bond / level ranks): {_compact(widths)}")
     if kind == "tt":
         line = _ranks_line("TT-ranks of W_y", [r.ranks for r in tt_ranks(network)])
         print(f"{line}  [TT orthogonalisation, numpy tolerance]")
@@ -261,9 +277,9 @@ def certify_command(argv: list[str]) -> None:
     bounds = cp_rank_lower_bound(network, max_rows=args.max_rows)
     first = bounds[0]
     print(
-        f"certified CP-rank lower bound per class [{first.method} on positions "
-        f"{list(first.positions)}, rows {list(first.rows)}, singular values > sqrt(eps) "
-        f"sigma_max]:"
+        f"certified CP-rank lower bound per class [{first.method}; positions "
+        f"{_compact(first.positions, count)}; rows {_compact(first.rows, count)}; singular "
+        f"values > sqrt(eps) sigma_max]:"
     )
     print("  " + ", ".join(f"{c} {b.bound}" for c, b in zip(classes, bounds, strict=True)))
     width = max(b.bound for b in bounds)
