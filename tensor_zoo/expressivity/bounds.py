@@ -15,7 +15,6 @@ matricization of a generic TT tensor has rank >= q^k, q = min(m, r); hence the C
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,11 +105,20 @@ def theorem1_witness(
     return net
 
 
-def _default_positions(count: int, size: int, max_rows: int) -> tuple[int, ...]:
-    """The middle 2k positions with size^k <= max_rows (k >= 1, 2k <= d)."""
-    half = max(1, min(count // 2, int(math.log(max_rows) / math.log(size) + 1e-9)))
-    start = max(0, count // 2 - half)
-    return tuple(range(start, min(count, start + 2 * half)))
+def _default_sub_grid(count: int, size: int, width: int, max_rows: int) -> tuple[range, int]:
+    """The middle 2k positions and M <= size values each, M^k <= max_rows, chosen to maximise
+    min(M, width)^k, Theorem 1's generic rank of the odd/even matricization (smaller k on ties).
+    """
+    best = (0, 1, min(size, max_rows))
+    for half in range(1, count // 2 + 1):
+        values = min(size, int(max_rows ** (1 / half) + 1e-9))
+        if values < 2:
+            break
+        if min(values, width) ** half > best[0]:
+            best = (min(values, width) ** half, half, values)
+    _, half, values = best
+    start = count // 2 - half
+    return range(max(start, 0), min(count, start + 2 * half)), values
 
 
 def cp_rank_lower_bound(
@@ -122,6 +130,7 @@ def cp_rank_lower_bound(
     max_rows: int = 1024,
     tol: float | None = None,
     seed: int = 0,
+    values_per_position: int | None = None,
 ) -> list[CPRankBound]:
     """A certified lower bound on the CP rank of each class's weight tensor, for any d.
 
@@ -139,8 +148,8 @@ def cp_rank_lower_bound(
 
     Args:
         net: a network (TTNet, HTNet, CPNet, or any with the same parameters or a `contract`).
-        positions: the positions kept (default: the middle 2k, with (number of values per
-            position)^k <= max_rows).
+        positions: the positions kept (default: the middle 2k positions, k and M chosen with
+            M^k <= max_rows to maximise min(M, r)^k, r the network's largest rank).
         rows: "odd_even" or "left_right" (counted within `positions`), or positions (a subset
             of `positions`) on the row side.
         templates: (M, n) or (d, M, n) patches for the grid tensor (networks without W; default:
@@ -151,7 +160,9 @@ def cp_rank_lower_bound(
         max_rows: limits the default positions (the matrix decomposed has at most about
             max_rows^2 entries per class, so the bound is at most about max_rows).
         tol: absolute singular-value tolerance (default above).
-        seed: for the default anchor and templates.
+        seed: for the default anchor, templates and directions.
+        values_per_position: M, the values each kept mode runs over (multilinear networks; the
+            default comes with the default positions, else m).
 
     Returns:
         One `CPRankBound` per class.
@@ -165,9 +176,11 @@ def cp_rank_lower_bound(
         return [_bound(v, tol, method, positions, row_positions) for v in spectra]
     if templates is None and not multilinear:
         templates = random_templates(net, min(net.feature_dim, 8), seed)
-    values = net.feature_dim if multilinear else templates.shape[-2]
+    size = net.feature_dim if multilinear else templates.shape[-2]
     if positions is None:
-        positions = _default_positions(count, values, max_rows)
+        width = max(getattr(net, "ranks", None) or [getattr(net, "rank", size)])
+        positions, size = _default_sub_grid(count, size, width if multilinear else size, max_rows)
+    size = values_per_position or size
     positions = tuple(sorted({int(p) for p in positions}))
     if isinstance(rows, str):
         row_slots = resolve_rows(rows, len(positions))
@@ -181,8 +194,14 @@ def cp_rank_lower_bound(
         anchors = anchor[None].expand(count, -1) if anchor.dim() == 1 else anchor
         fixed = template_features(net, anchors)
         everything = len(positions) == count
-        tensors = restricted_tensor(net, positions, None if everything else fixed)
+        basis = None
+        if size < net.feature_dim:
+            generator = torch.Generator().manual_seed(seed + 2)
+            basis = torch.randn(size, net.feature_dim, generator=generator, dtype=torch.float64)
+        tensors = restricted_tensor(net, positions, None if everything else fixed, basis)
         method = "W (dense)" if everything else "W sub-tensor"
+        if basis is not None:
+            method += f", modes on {size} random directions"
     else:
         tensors = grid_tensor(net, templates, positions, anchor).double()
         method = "grid tensor"

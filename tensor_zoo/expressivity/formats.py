@@ -82,8 +82,10 @@ def ht_parts(net: nn.Module) -> tuple[Tensor, list[Tensor], Tensor | None]:
     return net.leaves.detach().double(), levels, head
 
 
-def _tt_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> Tensor:
-    """TT: W with the positions outside `positions` contracted with fixed[k] -> (C, m, ..., m)."""
+def _tt_restricted(
+    net: nn.Module, positions: Sequence[int], fixed: Tensor, basis: Tensor
+) -> Tensor:
+    """TT: see `restricted_tensor`."""
     kept = set(positions)
     per_class = []
     for chain in class_chains(net):
@@ -91,6 +93,7 @@ def _tt_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> T
         reduced: list[Tensor] = []
         for position, core in enumerate(chain):
             if position in kept:
+                core = torch.einsum("aib,ji->ajb", core, basis)
                 reduced.append(torch.tensordot(pending, core, dims=1))
                 pending = torch.eye(core.shape[-1], dtype=torch.float64)
             else:
@@ -100,7 +103,7 @@ def _tt_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> T
             dense = torch.tensordot(dense, core, dims=1)
         if reduced:
             dense = torch.tensordot(dense, pending, dims=1)
-        per_class.append(dense.reshape([net.feature_dim] * len(positions)))
+        per_class.append(dense.reshape([basis.shape[0]] * len(positions)))
     return torch.stack(per_class)
 
 
@@ -113,12 +116,14 @@ def _merge(left: Tensor, right: Tensor, unit: Tensor) -> Tensor:
     return torch.einsum("aqj,bq->abj", partial, right).flatten(0, 1)
 
 
-def _ht_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> Tensor:
-    """HT: as `_tt_restricted`, through the tree."""
+def _ht_restricted(
+    net: nn.Module, positions: Sequence[int], fixed: Tensor, basis: Tensor
+) -> Tensor:
+    """HT: see `restricted_tensor`."""
     leaves, levels, head = ht_parts(net)
     kept = set(positions)
     subtrees = [
-        leaf if position in kept else fixed[position][None] @ leaf
+        basis @ leaf if position in kept else fixed[position][None] @ leaf
         for position, leaf in enumerate(leaves)
     ]  # each (size of its kept modes, r)
     for level in levels:
@@ -126,11 +131,13 @@ def _ht_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> T
             _merge(subtrees[2 * i], subtrees[2 * i + 1], unit) for i, unit in enumerate(level)
         ]
     dense = subtrees[0] if head is None else subtrees[0] @ head  # (m^k, C)
-    return dense.T.reshape(-1, *[net.feature_dim] * len(positions))
+    return dense.T.reshape(-1, *[basis.shape[0]] * len(positions))
 
 
-def _cp_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> Tensor:
-    """CP: as `_tt_restricted`, term by term."""
+def _cp_restricted(
+    net: nn.Module, positions: Sequence[int], fixed: Tensor, basis: Tensor
+) -> Tensor:
+    """CP: see `restricted_tensor`."""
     factors = net.factors.detach().double()
     weights = net.weights.detach().double()
     kept = set(positions)
@@ -139,57 +146,66 @@ def _cp_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> T
             weights = weights * (fixed[position] @ factors[position])
     dense = torch.ones(1, factors.shape[-1], dtype=torch.float64)
     for position in positions:
-        dense = torch.einsum("...a,ia->...ia", dense, factors[position])
+        dense = torch.einsum("...a,ia->...ia", dense, basis @ factors[position])
     return torch.einsum("...a,ya->y...", dense, weights).reshape(-1, *dense.shape[1:-1])
 
 
-def _contract_restricted(net: nn.Module, positions: Sequence[int], fixed: Tensor) -> Tensor:
-    """Any multilinear network: its contraction on basis vectors e_i at the kept positions."""
-    size, count = net.feature_dim, len(positions)
+def _contract_restricted(
+    net: nn.Module, positions: Sequence[int], fixed: Tensor, basis: Tensor
+) -> Tensor:
+    """Any multilinear network: its contraction with the basis rows at the kept positions."""
+    size, count = basis.shape[0], len(positions)
     dtype = next(net.parameters()).dtype
     index = torch.arange(size**count)
     digits = [(index // size ** (count - 1 - j)) % size for j in range(count)]
     features = fixed.to(dtype)[None].repeat(size**count, 1, 1)
-    eye = torch.eye(size, dtype=dtype)
+    rows = basis.to(dtype)
     for slot, position in enumerate(positions):
-        features[:, position] = eye[digits[slot]]
+        features[:, position] = rows[digits[slot]]
     with torch.no_grad():
         scores = torch.cat([net.contract(chunk) for chunk in features.split(4096)])
     return scores.double().T.reshape(-1, *[size] * count)
 
 
-def restricted_tensor(net: nn.Module, positions: Sequence[int], fixed: Tensor | None) -> Tensor:
-    """W on `positions`, the other modes contracted with fixed vectors: (C, m, ..., m).
+def restricted_tensor(
+    net: nn.Module,
+    positions: Sequence[int],
+    fixed: Tensor | None,
+    basis: Tensor | None = None,
+) -> Tensor:
+    """W on `positions`, the other modes contracted with fixed vectors: (C, M, ..., M).
 
     Args:
         net: a multilinear network.
         positions: increasing positions whose modes are kept (len(positions) modes in all).
         fixed: (d, m) the vector each other position is contracted with (None: all positions
             are kept).
+        basis: (M, m) the vectors the kept modes are contracted with (None: the identity, M = m,
+            which keeps W's own entries).
 
     Returns:
-        T[y, i_1..i_k] = sum over the other indices of W[y, ...] prod_{p not kept} fixed[p, i_p],
-        float64; for all positions it is W itself.
+        T[y, j_1..j_k] = sum_i W[y, i] prod_{p kept} basis[j_p, i_p] prod_{p not kept}
+        fixed[p, i_p], float64; with all positions kept and no basis it is W itself.
     """
     require_multilinear(net, "restricted_tensor")
     positions = list(positions)
-    entries = net.feature_dim ** len(positions)
+    basis = torch.eye(net.feature_dim) if basis is None else basis
+    entries = basis.shape[0] ** len(positions)
     if entries > DENSE_LIMIT:
         raise ValueError(
-            f"A dense tensor on {len(positions)} positions would have {net.feature_dim}^"
+            f"A dense tensor on {len(positions)} positions would have {basis.shape[0]}^"
             f"{len(positions)} = {entries:.3g} entries per class (more than {DENSE_LIMIT}); "
             f"keep fewer positions (a sub-grid)."
         )
     if fixed is None:
         fixed = torch.zeros(net.num_positions, net.feature_dim, dtype=torch.float64)
-    fixed = fixed.detach().double()
     builder = {
         "tt": _tt_restricted,
         "ht": _ht_restricted,
         "cp": _cp_restricted,
         "other": _contract_restricted,
     }[network_format(net)]
-    return builder(net, positions, fixed)
+    return builder(net, positions, fixed.detach().double(), basis.detach().double())
 
 
 def dense_weights(net: nn.Module) -> Tensor:
