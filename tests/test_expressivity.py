@@ -218,14 +218,21 @@ def test_grid_tensor_is_the_score_of_every_template_combination():
     anchor = templates[1]
     sub = grid_tensor(net, templates, positions=[1, 2], anchor=anchor)  # others held at anchor
     torch.testing.assert_close(sub, grid[:, 1, :, :, 1])
+    per_position = torch.randn(4, 2, 1, dtype=torch.float64)  # (d, M, n): M templates a position
+    grid = grid_tensor(net, per_position, chunk_size=3)
+    for combination in itertools.product(range(2), repeat=4):
+        patches = [per_position[k, j, 0] for k, j in enumerate(combination)]
+        images = torch.stack(patches).reshape(1, 1, 1, 4)
+        torch.testing.assert_close(grid[(slice(None), *combination)], net(images)[0])
     with pytest.raises(ValueError, match="sub-grid"):
         grid_tensor(net, random_templates(net, 40), max_combinations=10**6)
 
 
 def test_generalized_networks_get_grid_bounds_and_no_weight_tensor():
     net = random_net(ReluTT, 4, 3, 2)
-    with pytest.raises(ValueError, match="xi='relu'"):
-        matricization_rank(net)
+    for needs_w in (matricization_rank, tt_ranks, HTNet.from_tt, ReluTT.round, CPNet.fit):
+        with pytest.raises(ValueError, match="xi='relu'"):
+            needs_w(net) if needs_w is not CPNet.fit else needs_w(net, 2)
     templates = random_templates(net, 3)
     grid = grid_tensor(net, templates)
     for combination in itertools.product(range(3), repeat=4):

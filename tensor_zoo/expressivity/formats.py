@@ -16,15 +16,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from tensor_zoo.networks.base import is_multilinear, require_multilinear
+
+__all__ = ["is_multilinear", "require_multilinear"]  # re-exported from tensor_zoo.networks.base
+
 Format = Literal["tt", "ht", "cp", "other"]
 
 # Dense sub-tensors (per class) up to this many entries are formed.
 DENSE_LIMIT = 2**22
-
-
-def is_multilinear(net: nn.Module) -> bool:
-    """True when the network's scores are <W_y, f(x_1) (x) ... (x) f(x_d)> for a tensor W."""
-    return getattr(net, "xi", "product") == "product"
 
 
 def network_format(net: nn.Module) -> Format:
@@ -36,17 +35,6 @@ def network_format(net: nn.Module) -> Format:
     if hasattr(net, "factors") and hasattr(net, "weights"):
         return "cp"
     return "other"
-
-
-def require_multilinear(net: nn.Module, what: str) -> None:
-    """Raise a ValueError saying what to use instead when the network has no weight tensor."""
-    if not is_multilinear(net):
-        raise ValueError(
-            f"{what} needs a multilinear network (a weight tensor W), but this "
-            f"{type(net).__name__} combines positions with xi={net.xi!r}, so it has no W. Use "
-            f"grid_tensor(net, templates) and matricization_rank on the grid tensor, or "
-            f"cp_rank_lower_bound(net), which work through the network's own contraction."
-        )
 
 
 def class_chains(net: nn.Module) -> list[list[Tensor]]:

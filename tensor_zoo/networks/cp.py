@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import cp_als, cp_contract, cp_to_dense
-from tensor_zoo.networks.base import TensorNetwork
+from tensor_zoo.networks.base import TensorNetwork, require_multilinear
 
 
 class CPNet(TensorNetwork):
@@ -93,6 +93,7 @@ class CPNet(TensorNetwork):
             **network_args: constructor arguments of the result when a tensor is given (its
                 geometry must give d positions and feature_dim m); ignored for a network.
         """
+        require_multilinear(net_or_W, "CPNet.fit")
         if isinstance(net_or_W, TensorNetwork):
             dense = net_or_W.full_tensor().detach()
             network_args = net_or_W.shared_args()

@@ -9,7 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import ht_contract, ht_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
+from tensor_zoo.networks.base import (
+    TensorNetwork,
+    expand_ranks,
+    require_multilinear,
+    tiled_identity,
+)
 from tensor_zoo.networks.cp import CPNet
 
 
@@ -176,6 +181,7 @@ class HTNet(TensorNetwork):
             tt: a TTNet (or any network with `tt_cores()` and `label_core`) with d = 2^L
                 positions; its feature map, normalisation and patch order are kept.
         """
+        require_multilinear(tt, "HTNet.from_tt")
         cores = [core.detach() for core in tt.tt_cores()]
         label_core = getattr(tt, "label_core", None)
         count = len(cores)

@@ -11,7 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import tt_contract, tt_round, tt_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
+from tensor_zoo.networks.base import (
+    TensorNetwork,
+    expand_ranks,
+    require_multilinear,
+    tiled_identity,
+)
 from tensor_zoo.networks.cp import CPNet
 
 if TYPE_CHECKING:
@@ -149,6 +154,7 @@ class TTNet(TensorNetwork):
             tol: relative Frobenius accuracy ||W - W_rounded||_F <= tol ||W||_F (None: drop only
                 what is zero to working precision, 100 eps ||W||_F in all).
         """
+        require_multilinear(self, "TTNet.round")
         cores = [core.detach() for core in self.tt_cores()]
         split, size = len(cores) // 2, self.feature_dim
         if self.label_core is None:
@@ -190,6 +196,7 @@ class TTNet(TensorNetwork):
         HT width r (the paper's Theorem 2). Refuses when a core of the first step would have
         more than FROM_HT_CORE_LIMIT entries (e.g. d = 16, r = 16): use a smaller network.
         """
+        require_multilinear(ht, "TTNet.from_ht")
         leaves = ht.leaves.detach()
         levels = []
         for level in ht.levels():

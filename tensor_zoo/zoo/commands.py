@@ -274,7 +274,10 @@ def certify_command(argv: list[str]) -> None:
     if kind == "ht":
         line = _ranks_line("HT-ranks of W_y per level", [r.level_max for r in ht_ranks(network)])
         print(f"{line}  [HT orthogonalisation, numpy tolerance; leaves first]")
-    bounds = cp_rank_lower_bound(network, max_rows=args.max_rows)
+    try:
+        bounds = cp_rank_lower_bound(network, max_rows=args.max_rows)
+    except ValueError as error:
+        sys.exit(f"tensor-zoo certify: {error}")
     first = bounds[0]
     print(
         f"certified CP-rank lower bound per class [{first.method}; positions "
