@@ -231,7 +231,8 @@ def test_grid_tensor_is_the_score_of_every_template_combination():
 
 def test_generalized_networks_get_grid_bounds_and_no_weight_tensor():
     net = random_net(ReluTT, 4, 3, 2)
-    needs_w = (matricization_rank, tt_ranks, HTNet.from_tt, ReluTT.round, partial(CPNet.fit, rank=2))
+    fit = partial(CPNet.fit, rank=2)
+    needs_w = (matricization_rank, tt_ranks, HTNet.from_tt, ReluTT.round, fit)
     for function in needs_w:
         with pytest.raises(ValueError, match="xi='relu'"):
             function(net)
