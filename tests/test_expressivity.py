@@ -390,3 +390,12 @@ def test_certify_prints_ranks_and_a_certified_bound_for_a_published_checkpoint()
     width = max(bounds)
     net = CPNet(in_channels=1, image_size=8, patch_size=2, feature_dim=8, rank=width)
     assert f"= {net.num_params:,} parameters" in lines[5]
+
+
+def test_conversions_refuse_forms_too_large_to_build():
+    tt = TTNet(in_channels=3, image_size=32, patch_size=4, feature_dim=4, rank=16)  # d = 64
+    with pytest.raises(ValueError, match=r"widths \[256, 256"):
+        HTNet.from_tt(tt)
+    ht = HTNet(image_size=28, patch_size=7, feature_dim=4, rank=16)  # d = 16
+    with pytest.raises(ValueError, match="smaller ranks"):
+        TTNet.from_ht(ht)

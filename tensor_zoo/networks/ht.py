@@ -17,6 +17,9 @@ from tensor_zoo.networks.base import (
 )
 from tensor_zoo.networks.cp import CPNet
 
+# HTNet.from_tt refuses HT forms with more unit entries than this (r^2 widths grow as r^6).
+FROM_TT_LIMIT = 2**26
+
 
 class HTNet(TensorNetwork):
     """Deep network whose weight tensor is in hierarchical Tucker format.
@@ -195,6 +198,15 @@ class HTNet(TensorNetwork):
         spans = [[(start, start + 2**level) for start in range(0, count, 2**level)]
                  for level in range(depth + 1)]  # fmt: skip
         widths = [max(bonds[a] * bonds[b] for a, b in spans[level]) for level in range(depth)]
+        outputs = [*widths[1:], classes]
+        size = sum((count >> (level + 1)) * widths[level] ** 2 * outputs[level]
+                   for level in range(depth))  # fmt: skip
+        if size > FROM_TT_LIMIT:
+            raise ValueError(
+                f"HTNet.from_tt: the HT form of this TT has widths {widths} (r^2 for TT rank r) "
+                f"and {size:.3g} unit entries (more than {FROM_TT_LIMIT:.3g}); convert a TT with "
+                f"smaller ranks, or measure its HT-ranks on a smaller network."
+            )
         net = cls(**tt.shared_args(), rank=widths, node_type="full")
         net = net.to(dtype=cores[0].dtype, device=cores[0].device)
         net.copy_front_end(tt)

@@ -192,8 +192,9 @@ class TTNet(TensorNetwork):
         Built in two steps: first the TT whose state after k positions is the outer product of
         the outputs of the complete subtrees among them (bond k = prod of their widths, up to
         r^(log2 d - 1)), then rounded to working precision (`round`), which leaves the minimal
-        ranks, the ranks of W's (first k | rest) matricizations: at most r^ceil(log2(d) / 2) for
-        HT width r (the paper's Theorem 2). Refuses when a core of the first step would have
+        ranks, the ranks of the (first k | rest, class) matricizations of W: per class at most
+        r^ceil(log2(d) / 2) for HT width r (the paper's Theorem 2); the class, one more mode
+        here, can widen the last bonds. Refuses when a core of the first step would have
         more than FROM_HT_CORE_LIMIT entries (e.g. d = 16, r = 16): use a smaller network.
         """
         require_multilinear(ht, "TTNet.from_ht")
@@ -208,6 +209,13 @@ class TTNet(TensorNetwork):
         for position in range(ht.num_positions):
             widths = [width for _, width in stack]
             state = math.prod(widths)
+            if state * size * state * leaves.shape[-1] > FROM_HT_CORE_LIMIT:
+                raise ValueError(
+                    f"TTNet.from_ht: the intermediate TT core at position {position} would have "
+                    f"{state} x {size} x {state * leaves.shape[-1]} entries (more than "
+                    f"{FROM_HT_CORE_LIMIT}); convert a network with fewer positions or smaller "
+                    f"ranks."
+                )
             # core[old..., i, new..., c]: identity on the old stack entries times the leaf
             identity = torch.eye(state, dtype=leaves.dtype, device=leaves.device)
             core = torch.einsum("ab,ic->aibc", identity, leaves[position])
@@ -219,12 +227,6 @@ class TTNet(TensorNetwork):
                 core = torch.tensordot(core, unit, dims=2)
                 stack[-1] = (level + 1, unit.shape[-1])
             new_state = math.prod(width for _, width in stack)
-            if state * size * new_state > FROM_HT_CORE_LIMIT:
-                raise ValueError(
-                    f"TTNet.from_ht: the intermediate TT core at position {position} would have "
-                    f"{state} x {size} x {new_state} entries (more than {FROM_HT_CORE_LIMIT}); "
-                    f"convert a network with fewer positions or smaller ranks."
-                )
             cores.append(core.reshape(state, size, new_state))
         if ht.head is not None:
             cores[-1] = torch.tensordot(cores[-1], ht.head.detach(), dims=1)
