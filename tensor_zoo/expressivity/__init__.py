@@ -11,7 +11,7 @@ from tensor_zoo.expressivity.bounds import (
     theorem1_bound,
     theorem1_witness,
 )
-from tensor_zoo.expressivity.formats import dense_weights, is_multilinear
+from tensor_zoo.expressivity.formats import dense_weights
 from tensor_zoo.expressivity.grid import grid_tensor, random_templates
 from tensor_zoo.expressivity.ranks import (
     HTRanks,
@@ -22,6 +22,7 @@ from tensor_zoo.expressivity.ranks import (
     matricization_rank,
     tt_ranks,
 )
+from tensor_zoo.networks.base import is_multilinear
 
 __all__ = [
     "CPRankBound",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.expressivity.formats import is_multilinear, network_format, restricted_tensor
+from tensor_zoo.expressivity.formats import network_format, restricted_tensor
 from tensor_zoo.expressivity.grid import grid_tensor, random_templates, template_features
 from tensor_zoo.expressivity.ranks import (
     Rows,
@@ -31,6 +31,7 @@ from tensor_zoo.expressivity.ranks import (
     resolve_rows,
 )
 from tensor_zoo.networks import TTNet
+from tensor_zoo.networks.base import is_multilinear
 
 EPS = torch.finfo(torch.float64).eps
 

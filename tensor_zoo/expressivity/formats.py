@@ -16,9 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.networks.base import is_multilinear, require_multilinear
-
-__all__ = ["is_multilinear", "require_multilinear"]  # re-exported from tensor_zoo.networks.base
+from tensor_zoo.networks.base import require_multilinear
 
 Format = Literal["tt", "ht", "cp", "other"]
 

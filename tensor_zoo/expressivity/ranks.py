@@ -34,9 +34,9 @@ from tensor_zoo.expressivity.formats import (
     dense_weights,
     ht_parts,
     network_format,
-    require_multilinear,
 )
 from tensor_zoo.functional import tt_round
+from tensor_zoo.networks.base import require_multilinear
 
 EPS = torch.finfo(torch.float64).eps
 Rows = str | Sequence[int]
