@@ -192,9 +192,15 @@ def _ht_node_values(
     return values
 
 
+def _tt_sweep_size(chain: list[Tensor]) -> int:
+    """The `size` of numpy's rule for the TT sweep: d times the largest (r_k m) x r_{k+1} side."""
+    return len(chain) * max(max(core.shape[0] * core.shape[1], core.shape[2]) for core in chain)
+
+
 def _ht_sweep_size(parts: tuple[Tensor, list[Tensor], Tensor | None], count: int) -> int:
-    """The `size` of numpy's rule for the HT sweep: d times the widest unit."""
-    return count * max(max(level.shape[1:]) for level in parts[1])
+    """The `size` of numpy's rule for the HT sweep: d times the largest r_l^2 x r_{l+1} side."""
+    sides = [max(unit.shape[1] * unit.shape[2], unit.shape[3]) for unit in parts[1]]
+    return count * max([parts[0].shape[1], *sides])
 
 
 def _cp_row_factor(factors: Tensor, positions: Sequence[int]) -> Tensor:
@@ -219,7 +225,7 @@ def _network_matricization(
         results = []
         for chain in class_chains(net):
             values = _tt_bond_values(chain)[cut - 1]
-            size = count * max(core.numel() for core in chain)
+            size = _tt_sweep_size(chain)
             rank, used = numerical_rank(values, size, tol)
             results.append(MatricizationRank(rank, rows, "TT orthogonalisation", used, values))
         return results
@@ -240,7 +246,7 @@ def _network_matricization(
         results = []
         for weights in net.weights.detach().double():
             values = torch.linalg.svdvals(row_factor * weights @ col_factor.T)
-            rank, used = numerical_rank(values, count * factors.shape[-1], tol)
+            rank, used = numerical_rank(values, count * factors.shape[-1] * factors.shape[1], tol)
             results.append(MatricizationRank(rank, rows, "CP Khatri-Rao QR", used, values))
         return results
     if net.feature_dim**count > DENSE_LIMIT:
@@ -304,7 +310,7 @@ def tt_ranks(obj: nn.Module | Tensor, tol: float | None = None) -> TTRanks | lis
     if network_format(obj) == "tt":
         results = []
         for chain in class_chains(obj):
-            size = len(chain) * max(core.numel() for core in chain)
+            size = _tt_sweep_size(chain)
             ranks = [numerical_rank(v, size, tol)[0] for v in _tt_bond_values(chain)]
             results.append(TTRanks(tuple(ranks), "TT orthogonalisation", tol))
         return results
