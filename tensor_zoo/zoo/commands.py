@@ -240,6 +240,7 @@ def certify_command(argv: list[str]) -> None:
         cp_parameter_count,
         cp_rank_lower_bound,
         ht_ranks,
+        is_multilinear,
         theorem1_bound,
         tt_ranks,
     )
@@ -268,10 +269,13 @@ def certify_command(argv: list[str]) -> None:
     )
     widths = getattr(network, "ranks", None) or [getattr(network, "rank", None)]
     print(f"widths (bond / level ranks): {_compact(widths)}")
-    if kind == "tt":
+    multilinear = is_multilinear(network)
+    if not multilinear:
+        print(f"no weight tensor (xi={network.xi!r}): bounds from grid tensors of its scores")
+    elif kind == "tt":
         line = _ranks_line("TT-ranks of W_y", [r.ranks for r in tt_ranks(network)])
         print(f"{line}  [TT orthogonalisation, numpy tolerance]")
-    if kind == "ht":
+    elif kind == "ht":
         line = _ranks_line("HT-ranks of W_y per level", [r.level_max for r in ht_ranks(network)])
         print(f"{line}  [HT orthogonalisation, numpy tolerance; leaves first]")
     try:
@@ -292,7 +296,7 @@ def certify_command(argv: list[str]) -> None:
         f"{cp_parameter_count(network, width):,} parameters (this network: "
         f"{network.num_params:,})"
     )
-    rank = max(widths) if kind in ("tt", "ht") and widths[0] else None
+    rank = max(widths) if multilinear and kind in ("tt", "ht") and widths[0] else None
     if rank is not None:
         generic = theorem1_bound(count, size, rank)
         print(
