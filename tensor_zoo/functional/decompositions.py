@@ -155,8 +155,9 @@ def cp_als(
         for size in dense.shape
     ]
     norm = torch.linalg.vector_norm(dense)
-    residual, iteration = float("inf"), 0
-    for iteration in range(1, num_iterations + 1):  # noqa: B007 (the count is returned)
+    residual, iterations = float("inf"), 0
+    while iterations < num_iterations:
+        iterations += 1
         for mode in range(dense.dim()):
             others = [factors[k] for k in range(dense.dim()) if k != mode]
             gram = torch.ones(rank, rank, dtype=dense.dtype, device=dense.device)
@@ -168,4 +169,4 @@ def cp_als(
         residual = float(torch.linalg.vector_norm(dense - cp_reconstruct(factors)) / norm)
         if abs(previous - residual) < tol:
             break
-    return CPFit(factors, residual, iteration)
+    return CPFit(factors, residual, iterations)
