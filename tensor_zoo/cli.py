@@ -24,6 +24,10 @@ COMMANDS = {
         "tensor_zoo.zoo.commands:publish_command",
         "upload a checkpoint folder to the Hugging Face Hub",
     ),
+    "certify": (
+        "tensor_zoo.zoo.commands:certify_command",
+        "ranks and a certified lower bound on the width of an equivalent shallow network",
+    ),
 }
 
 

@@ -227,9 +227,9 @@ def test_unknown_xi_and_non_multilinear_conversions_are_refused():
     with pytest.raises(ValueError, match=r"xi must be one of \['product', 'relu', 'logsumexp'\]"):
         TTNet(image_size=28, patch_size=7, xi="square_sum")
     cp = CPNet(image_size=(2, 2), feature_dim=3, rank=2, xi="relu", **TINY)
-    with pytest.raises(ValueError, match=r"TTNet\.from_cp needs the weight tensor"):
+    with pytest.raises(ValueError, match=r"TTNet\.from_cp needs a multilinear network"):
         TTNet.from_cp(cp)
-    with pytest.raises(ValueError, match=r"HTNet\.from_cp needs the weight tensor"):
+    with pytest.raises(ValueError, match=r"HTNet\.from_cp needs a multilinear network"):
         HTNet.from_cp(cp)
 
 

@@ -23,6 +23,7 @@ TOP_FLOORS = (
         "tensor_zoo.networks",
         "tensor_zoo.layers",
         "tensor_zoo.functional",
+        "tensor_zoo.expressivity",
         "tensor_zoo.bench",
         "tensor_zoo.zoo",
     ],
@@ -62,7 +63,9 @@ def test_console_script_lists_its_commands():
         text=True,
         check=True,
     )
-    for command in ("demo", "bench", "list", "info", "eval", "predict", "export", "publish"):
+    for command in (
+        "demo", "bench", "list", "info", "eval", "predict", "export", "publish", "certify",
+    ):  # fmt: skip
         assert f"  {command} " in result.stdout
     failed = subprocess.run(
         [sys.executable, "-m", "tensor_zoo.cli", "nope"], capture_output=True, text=True

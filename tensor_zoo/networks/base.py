@@ -46,6 +46,24 @@ def expand_ranks(rank: int | Sequence[int], count: int, what: str) -> list[int]:
     return ranks
 
 
+def is_multilinear(net: nn.Module) -> bool:
+    """True when the scores are <W_y, f(x_1) (x) ... (x) f(x_d)> for a weight tensor W, i.e.
+    unless the network combines positions with another operation (an `xi` other than
+    "product", as in generalized tensor networks)."""
+    return getattr(net, "xi", "product") == "product"
+
+
+def require_multilinear(net: nn.Module, what: str) -> None:
+    """Raise a ValueError saying what to use instead when the network has no weight tensor."""
+    if not is_multilinear(net):
+        raise ValueError(
+            f"{what} needs a multilinear network (a weight tensor W), but this "
+            f"{type(net).__name__} combines positions with xi={net.xi!r}, so it has no W. Use "
+            f"tensor_zoo.expressivity.grid_tensor(net, templates) and matricization_rank on the "
+            f"grid tensor, or cp_rank_lower_bound(net), which work through its contraction."
+        )
+
+
 class TensorNetwork(nn.Module):
     """Base class of CPNet, TTNet and HTNet: the stages before the contraction.
 
@@ -164,16 +182,6 @@ class TensorNetwork(nn.Module):
     def full_tensor(self) -> Tensor:
         """The dense weight tensor W (num_classes, m, ..., m); for tiny d and m only."""
         raise NotImplementedError
-
-    def require_multilinear(self, what: str) -> None:
-        """Raise a ValueError unless xi is "product" (what: the operation that needs W)."""
-        if self.xi != "product":
-            raise ValueError(
-                f"{what} needs the weight tensor W of a multilinear network (xi='product'); "
-                f"this {type(self).__name__} has xi={self.xi!r}, whose scores are not "
-                f"<W, f(x_1) (x) ... (x) f(x_d)> for any W. Evaluate it on a grid of template "
-                f"patches instead (grid tensors: net.contract of every template combination)."
-            )
 
     def forward(self, images: Tensor) -> Tensor:
         """Float images (B, C, H, W) -> logits (B, num_classes)."""

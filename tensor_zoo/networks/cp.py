@@ -6,13 +6,13 @@ W_y = sum_a lambda_ya v_1a (x) ... (x) v_da; with xi != "product", a generalized
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import Xi, check_xi, cp_contract, cp_contract_xi, cp_to_dense
-from tensor_zoo.networks.base import TensorNetwork, xi_config
+from tensor_zoo.functional import Xi, check_xi, cp_als, cp_contract, cp_contract_xi, cp_to_dense
+from tensor_zoo.networks.base import TensorNetwork, require_multilinear, xi_config
 
 
 class CPNet(TensorNetwork):
@@ -81,5 +81,54 @@ class CPNet(TensorNetwork):
         return cp_contract(features, self.factors, self.weights, self.log_format)
 
     def full_tensor(self) -> Tensor:
-        self.require_multilinear("full_tensor()")
+        require_multilinear(self, "full_tensor()")
         return cp_to_dense(self.factors, self.weights)
+
+    @classmethod
+    def fit(
+        cls,
+        net_or_W: TensorNetwork | Tensor,
+        rank: int,
+        num_iterations: int = 500,
+        tol: float = 1e-12,
+        seed: int = 0,
+        **network_args: Any,
+    ) -> CPNet:
+        """A rank-`rank` CPNet fitted to a network's (or a tensor's) W by ALS; small d only.
+
+        The class index is one more CP mode (its factor is `weights`), so all classes share the
+        d factors, as in CPNet. The fit is kept on the result as `net.fit_report` (a `CPFit`
+        with `residual` = ||W - W_cp||_F / ||W||_F and `iterations`): ALS finds a local
+        optimum, so a residual above zero does not prove that the rank is too small.
+
+        Args:
+            net_or_W: a network with a multilinear `full_tensor()` (its front end is kept), or a
+                dense W (C, m, ..., m).
+            rank: the CP rank (width) of the result.
+            num_iterations, tol: ALS stopping rules (see `tensor_zoo.functional.cp_als`).
+            seed: seed of the random start.
+            **network_args: constructor arguments of the result when a tensor is given (its
+                geometry must give d positions and feature_dim m); ignored for a network.
+        """
+        require_multilinear(net_or_W, "CPNet.fit")
+        if isinstance(net_or_W, TensorNetwork):
+            dense = net_or_W.full_tensor().detach()
+            network_args = net_or_W.shared_args()
+        else:
+            dense = net_or_W.detach()
+            network_args = {**network_args, "num_classes": dense.shape[0]}
+        generator = torch.Generator().manual_seed(seed)
+        report = cp_als(dense, rank, num_iterations, tol, generator)
+        net = cls(**network_args, rank=rank).to(dtype=dense.dtype, device=dense.device)
+        if (net.num_positions, net.feature_dim) != (dense.dim() - 1, dense.shape[1]):
+            raise ValueError(
+                f"W has d = {dense.dim() - 1} modes of size {dense.shape[1]}, but the network "
+                f"arguments give d = {net.num_positions}, m = {net.feature_dim}."
+            )
+        if isinstance(net_or_W, TensorNetwork):
+            net.copy_front_end(net_or_W)
+        with torch.no_grad():
+            net.weights.copy_(report.factors[0])
+            net.factors.copy_(torch.stack(report.factors[1:]))
+        net.fit_report = report
+        return net

@@ -13,8 +13,17 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, ht_contract, ht_contract_xi, ht_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity, xi_config
+from tensor_zoo.networks.base import (
+    TensorNetwork,
+    expand_ranks,
+    require_multilinear,
+    tiled_identity,
+    xi_config,
+)
 from tensor_zoo.networks.cp import CPNet
+
+# HTNet.from_tt refuses HT forms with more unit entries than this (r^2 widths grow as r^6).
+FROM_TT_LIMIT = 2**26
 
 
 class HTNet(TensorNetwork):
@@ -168,13 +177,13 @@ class HTNet(TensorNetwork):
         return ht_contract(features, self.leaves, self.levels(), self.head, self.log_format)
 
     def full_tensor(self) -> Tensor:
-        self.require_multilinear("full_tensor()")
+        require_multilinear(self, "full_tensor()")
         return ht_to_dense(self.leaves, self.levels(), self.head)
 
     @classmethod
     def from_cp(cls, cp: CPNet, node_type: Literal["full", "cp"] = "full") -> HTNet:
         """The exact HT form of a CP network: rank r, diagonal units, same logits."""
-        cp.require_multilinear("HTNet.from_cp")
+        require_multilinear(cp, "HTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, node_type=node_type)
         net = net.to(dtype=cp.factors.dtype, device=cp.factors.device)
         net.copy_front_end(cp)
@@ -195,4 +204,68 @@ class HTNet(TensorNetwork):
                     weights.copy_(diagonal.expand_as(weights))
             if net.head is not None:
                 net.head.copy_(cp.weights.T)
+        return net
+
+    @classmethod
+    def from_tt(cls, tt: TensorNetwork) -> HTNet:
+        """The exact HT form of a TT network (same positions, same logits), node_type="full".
+
+        Every subtree [a, b) of the binary tree stands for the TT segment G_a ... G_{b-1}: a
+        matrix between bonds a and b, whose (r_a, r_b) entries become its r_a * r_b outputs
+        (the paper's Theorem 2: HT width <= r^2). A level's width is the largest r_a * r_b of
+        its subtrees (smaller ones are zero-padded); the last subtree of each level carries the
+        class bond r_d = C of a label_site="last" TT, and the root reads a "middle" label core,
+        which sits on bond d / 2, exactly where the root splits the positions.
+
+        Args:
+            tt: a TTNet (or any network with `tt_cores()` and `label_core`) with d = 2^L
+                positions; its feature map, normalisation and patch order are kept.
+        """
+        require_multilinear(tt, "HTNet.from_tt")
+        cores = [core.detach() for core in tt.tt_cores()]
+        label_core = getattr(tt, "label_core", None)
+        count = len(cores)
+        if count < 2 or count & (count - 1):
+            raise ValueError(
+                f"HTNet.from_tt needs a power-of-two number of positions, got d = {count}."
+            )
+        classes = tt.num_classes
+        bonds = [core.shape[0] for core in cores] + [cores[-1].shape[-1]]
+        depth = count.bit_length() - 1
+        spans = [[(start, start + 2**level) for start in range(0, count, 2**level)]
+                 for level in range(depth + 1)]  # fmt: skip
+        widths = [max(bonds[a] * bonds[b] for a, b in spans[level]) for level in range(depth)]
+        outputs = [*widths[1:], classes]
+        size = sum((count >> (level + 1)) * widths[level] ** 2 * outputs[level]
+                   for level in range(depth))  # fmt: skip
+        if size > FROM_TT_LIMIT:
+            raise ValueError(
+                f"HTNet.from_tt: the HT form of this TT has widths {widths} (r^2 for TT rank r) "
+                f"and {size:.3g} unit entries (more than {FROM_TT_LIMIT:.3g}); convert a TT with "
+                f"smaller ranks, or measure its HT-ranks on a smaller network."
+            )
+        net = cls(**tt.shared_args(), rank=widths, node_type="full")
+        net = net.to(dtype=cores[0].dtype, device=cores[0].device)
+        net.copy_front_end(tt)
+        leaves = torch.zeros_like(net.leaves)
+        for position, core in enumerate(cores):  # leaf output (alpha, beta) = G[alpha, i, beta]
+            leaves[position, :, : core.shape[0] * core.shape[2]] = core.permute(1, 0, 2).flatten(1)
+        levels = [torch.zeros_like(level) for level in net.nodes]
+        for level in range(1, depth + 1):
+            for node, (start, stop) in enumerate(spans[level]):
+                middle = (start + stop) // 2
+                left, inner, right = bonds[start], bonds[middle], bonds[stop]
+                a, b, c = torch.meshgrid(
+                    torch.arange(left), torch.arange(inner), torch.arange(right), indexing="ij"
+                )
+                if level < depth:  # (a, b) x (b, c) -> (a, c)
+                    levels[level - 1][node, a * inner + b, b * right + c, a * right + c] = 1.0
+                elif label_core is None:  # root: (0, b) x (b, y) -> y
+                    levels[level - 1][node, b, b * right + c, c] = 1.0
+                else:  # root with the label core on bond d / 2: (0, b) x (b', 0) -> y
+                    levels[level - 1][node, :inner, :inner, :classes] = label_core.permute(0, 2, 1)
+        with torch.no_grad():
+            net.leaves.copy_(leaves)
+            for level, value in zip(net.nodes, levels, strict=True):
+                level.copy_(value)
         return net

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, tt_to_dense
-from tensor_zoo.networks.base import TensorNetwork, xi_config
+from tensor_zoo.networks.base import TensorNetwork, require_multilinear, xi_config
 from tensor_zoo.networks.tt import (
     generalized_lr_scale,
     init_generalized_inner_core,
@@ -181,5 +181,5 @@ class SharedTTNet(TensorNetwork):
         return tt_logits(features, self.tt_cores(), self.label_core, self.xi, self.log_format)
 
     def full_tensor(self) -> Tensor:
-        self.require_multilinear("full_tensor()")
+        require_multilinear(self, "full_tensor()")
         return tt_to_dense(self.tt_cores(), self.label_core)

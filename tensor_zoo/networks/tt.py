@@ -5,15 +5,47 @@ With xi != "product", the generalized TT network (the ReLU RNN for xi = "relu").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import Xi, check_xi, tt_contract, tt_contract_xi, tt_to_dense
-from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity, xi_config
+from tensor_zoo.functional import Xi, check_xi, tt_contract, tt_contract_xi, tt_round, tt_to_dense
+from tensor_zoo.networks.base import (
+    TensorNetwork,
+    expand_ranks,
+    require_multilinear,
+    tiled_identity,
+    xi_config,
+)
 from tensor_zoo.networks.cp import CPNet
+
+if TYPE_CHECKING:
+    from tensor_zoo.networks.ht import HTNet
+
+# TTNet.from_ht goes through a TT whose cores have up to this many entries before rounding.
+FROM_HT_CORE_LIMIT = 2**24
+
+
+@dataclass(frozen=True)
+class TTRounding:
+    """What `TTNet.round` did, kept on the rounded network as `net.rounding`.
+
+    Attributes:
+        error_bound: upper bound on ||W - W_rounded||_F, W (C, m, ..., m) all classes together.
+        relative_error_bound: error_bound / ||W||_F.
+        norm: ||W||_F of the network that was rounded.
+        ranks_before, ranks_after: the bond ranks r_1..r_{d-1}.
+    """
+
+    error_bound: float
+    relative_error_bound: float
+    norm: float
+    ranks_before: list[int]
+    ranks_after: list[int]
 
 
 class TTNet(TensorNetwork):
@@ -118,16 +150,125 @@ class TTNet(TensorNetwork):
         return list(self.cores)
 
     def contract(self, features: Tensor) -> Tensor:
-        return tt_logits(features, list(self.cores), self.label_core, self.xi, self.log_format)
+        return tt_logits(features, self.tt_cores(), self.label_core, self.xi, self.log_format)
 
     def full_tensor(self) -> Tensor:
-        self.require_multilinear("full_tensor()")
-        return tt_to_dense(list(self.cores), self.label_core)
+        require_multilinear(self, "full_tensor()")
+        return tt_to_dense(self.tt_cores(), self.label_core)
+
+    def _with_cores(
+        self, cores: list[Tensor], label_core: Tensor | None, front_end: TensorNetwork
+    ) -> TTNet:
+        """A TTNet with these cores (bond ranks read from them) and the front end of another."""
+        ranks = [core.shape[-1] for core in cores[:-1]]
+        net = type(self)(**front_end.shared_args(), rank=ranks, label_site=self.label_site)
+        net = net.to(dtype=cores[0].dtype, device=cores[0].device)
+        net.copy_front_end(front_end)
+        with torch.no_grad():
+            for core, value in zip(net.cores, cores, strict=True):
+                core.copy_(value)
+            if label_core is not None:
+                net.label_core.copy_(label_core)
+        return net
+
+    def round(self, max_rank: int | None = None, tol: float | None = None) -> TTNet:
+        """TT-SVD rounding: a network with bond ranks as small as `max_rank` and `tol` allow.
+
+        The class index is treated as one more mode (of the last core with label_site="last",
+        of the label core on bond d // 2 with "middle"), so one set of bonds serves all classes.
+        The bound on what was lost is returned on the new network as `net.rounding` (a
+        `TTRounding`): ||W - W_rounded||_F <= net.rounding.error_bound, hence every logit moves
+        by at most error_bound * prod_k ||f(x_k)||_2 (Cauchy-Schwarz). Feature map and
+        normalisation are kept.
+
+        Args:
+            max_rank: at most this many singular values per bond (None: no cap).
+            tol: relative Frobenius accuracy ||W - W_rounded||_F <= tol ||W||_F (None: drop only
+                what is zero to working precision, 100 eps ||W||_F in all).
+        """
+        require_multilinear(self, "TTNet.round")
+        cores = [core.detach() for core in self.tt_cores()]
+        split, size = len(cores) // 2, self.feature_dim
+        if self.label_core is None:
+            last = cores[-1]
+            chain = [*cores[:-1], last.reshape(last.shape[0], -1, 1)]
+        else:
+            chain = [*cores[:split], self.label_core.detach(), *cores[split:]]
+        if tol is None:
+            tol = 100 * torch.finfo(cores[0].dtype).eps
+        rounded = tt_round(chain, max_rank, tol)
+        new, label_core = rounded.cores, None
+        if self.label_core is None:
+            new[-1] = new[-1].reshape(new[-1].shape[0], size, self.num_classes)
+        else:  # the label core must be square: pad its smaller bond with zeros
+            label_core = new.pop(split)
+            width = max(label_core.shape[0], label_core.shape[2])
+            left, right = width - label_core.shape[0], width - label_core.shape[2]
+            label_core = nn.functional.pad(label_core, (0, right, 0, 0, 0, left))
+            new[split - 1] = nn.functional.pad(new[split - 1], (0, left))
+            new[split] = nn.functional.pad(new[split], (0, 0, 0, 0, 0, right))
+        net = self._with_cores(new, label_core, self)
+        net.rounding = TTRounding(
+            rounded.error_bound,
+            rounded.error_bound / max(rounded.norm, torch.finfo(torch.float64).tiny),
+            rounded.norm,
+            list(self.ranks),
+            list(net.ranks),
+        )
+        return net
+
+    @classmethod
+    def from_ht(cls, ht: HTNet) -> TTNet:
+        """The exact TT form of an HT network (same positions, same logits), label_site="last".
+
+        Built in two steps: first the TT whose state after k positions is the outer product of
+        the outputs of the complete subtrees among them (bond k = prod of their widths, up to
+        r^(log2 d - 1)), then rounded to working precision (`round`), which leaves the minimal
+        ranks, the ranks of the (first k | rest, class) matricizations of W: per class at most
+        r^ceil(log2(d) / 2) for HT width r (the paper's Theorem 2); the class, one more mode
+        here, can widen the last bonds. Refuses when a core of the first step would have
+        more than FROM_HT_CORE_LIMIT entries (e.g. d = 16, r = 16): use a smaller network.
+        """
+        require_multilinear(ht, "TTNet.from_ht")
+        leaves = ht.leaves.detach()
+        levels = []
+        for level in ht.levels():
+            if isinstance(level, tuple):  # CP-factored units as full ones
+                level = torch.einsum("npj,nqj->npqj", *level)
+            levels.append(level.detach())
+        size, cores = ht.feature_dim, []
+        stack: list[tuple[int, int]] = []  # (level, width) of the complete subtrees so far
+        for position in range(ht.num_positions):
+            widths = [width for _, width in stack]
+            state = math.prod(widths)
+            if state * size * state * leaves.shape[-1] > FROM_HT_CORE_LIMIT:
+                raise ValueError(
+                    f"TTNet.from_ht: the intermediate TT core at position {position} would have "
+                    f"{state} x {size} x {state * leaves.shape[-1]} entries (more than "
+                    f"{FROM_HT_CORE_LIMIT}); convert a network with fewer positions or smaller "
+                    f"ranks."
+                )
+            # core[old..., i, new..., c]: identity on the old stack entries times the leaf
+            identity = torch.eye(state, dtype=leaves.dtype, device=leaves.device)
+            core = torch.einsum("ab,ic->aibc", identity, leaves[position])
+            core = core.reshape(state, size, *widths, -1)
+            stack.append((0, leaves.shape[-1]))
+            while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+                level, _ = stack.pop()
+                unit = levels[level][position >> (level + 1)]  # (r_l, r_l, r_{l+1})
+                core = torch.tensordot(core, unit, dims=2)
+                stack[-1] = (level + 1, unit.shape[-1])
+            new_state = math.prod(width for _, width in stack)
+            cores.append(core.reshape(state, size, new_state))
+        if ht.head is not None:
+            cores[-1] = torch.tensordot(cores[-1], ht.head.detach(), dims=1)
+        template = cls(**ht.shared_args(), rank=1)
+        return template._with_cores(cores, None, ht).round()
 
     @classmethod
     def from_cp(cls, cp: CPNet, label_site: Literal["last", "middle"] = "last") -> TTNet:
         """The exact TT form of a CP network: rank r, diagonal cores, same logits."""
-        cp.require_multilinear("TTNet.from_cp")
+        require_multilinear(cp, "TTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, label_site=label_site)
         net = net.to(dtype=cp.factors.dtype, device=cp.factors.device)
         net.copy_front_end(cp)

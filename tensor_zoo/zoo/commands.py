@@ -1,8 +1,9 @@
-"""`tensor-zoo list | info | eval | predict | export | publish`: the zoo from the shell."""
+"""`tensor-zoo list | info | eval | predict | export | publish | certify`: the zoo, from a shell."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -212,6 +213,99 @@ def publish_command(argv: list[str]) -> None:
     print(f"Uploaded {args.name} to {repo_id} at revision {revision}; pinned in {index_file}.")
 
 
+def _compact(values: list[int] | tuple[int, ...], count: int | None = None) -> str:
+    """A list for a terminal: "[16] * 63" when constant, "all 16" / "0, 2, ..., 62" for
+    positions (count = d), else the list itself."""
+    values = list(values)
+    if count is not None and values == list(range(count)):
+        return f"all {count}"
+    if len(values) > 4 and len(set(values)) == 1:
+        return f"[{values[0]}] * {len(values)}"
+    steps = {b - a for a, b in itertools.pairwise(values)}
+    if count is not None and len(values) > 4 and len(steps) == 1:
+        return f"{values[0]}, {values[1]}, ..., {values[-1]}"
+    return str(values)
+
+
+def _ranks_line(label: str, per_class: list[tuple[int, ...]]) -> str:
+    """One line for per-class rank tuples: once when all classes agree, else the maximum."""
+    if all(ranks == per_class[0] for ranks in per_class):
+        return f"{label} (every class): {_compact(per_class[0])}"
+    maxima = [max(column) for column in zip(*per_class, strict=True)]
+    return f"{label} (max over classes): {_compact(maxima)}"
+
+
+def certify_command(argv: list[str]) -> None:
+    from tensor_zoo.expressivity import (
+        cp_parameter_count,
+        cp_rank_lower_bound,
+        ht_ranks,
+        is_multilinear,
+        theorem1_bound,
+        tt_ranks,
+    )
+    from tensor_zoo.expressivity.formats import network_format
+
+    parser = argparse.ArgumentParser(
+        prog="tensor-zoo certify",
+        description="How expressive a published checkpoint is: its TT / HT ranks, a certified "
+        "lower bound on the CP rank of each class's weight tensor, and the size of the smallest "
+        "CP (shallow) network that could compute the same scores (docs/expressivity.md).",
+    )
+    parser.add_argument("name")
+    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
+    parser.add_argument(
+        "--max-rows", type=int, default=1024, help="sub-grid matricization size (bound <= this)"
+    )
+    args = parser.parse_args(argv)
+    network = load(args.name, path=args.path)
+    classes = model_info(args.name)["classes"]
+    count, size, kind = network.num_positions, network.feature_dim, network_format(network)
+    front_end = sum(p.numel() for p in network.feature_map.parameters())
+    print(
+        f"{args.name}: {type(network).__name__}, d = {count} positions, m = {size} features, "
+        f"C = {len(classes)} classes; {network.num_params:,} parameters "
+        f"({front_end:,} in the feature map)"
+    )
+    widths = getattr(network, "ranks", None) or [getattr(network, "rank", None)]
+    print(f"widths (bond / level ranks): {_compact(widths)}")
+    multilinear = is_multilinear(network)
+    if not multilinear:
+        print(f"no weight tensor (xi={network.xi!r}): bounds from grid tensors of its scores")
+    elif kind == "tt":
+        line = _ranks_line("TT-ranks of W_y", [r.ranks for r in tt_ranks(network)])
+        print(f"{line}  [TT orthogonalisation, numpy tolerance]")
+    elif kind == "ht":
+        line = _ranks_line("HT-ranks of W_y per level", [r.level_max for r in ht_ranks(network)])
+        print(f"{line}  [HT orthogonalisation, numpy tolerance; leaves first]")
+    try:
+        bounds = cp_rank_lower_bound(network, max_rows=args.max_rows)
+    except ValueError as error:
+        sys.exit(f"tensor-zoo certify: {error}")
+    first = bounds[0]
+    print(
+        f"certified CP-rank lower bound per class [{first.method}; positions "
+        f"{_compact(first.positions, count)}; rows {_compact(first.rows, count)}; singular "
+        f"values > sqrt(eps) sigma_max]:"
+    )
+    print("  " + ", ".join(f"{c} {b.bound}" for c, b in zip(classes, bounds, strict=True)))
+    width = max(b.bound for b in bounds)
+    print(
+        f"smallest CP network with the same scores: width >= {width}, so >= "
+        f"{count} * {size} * {width} + {len(classes)} * {width} + {front_end:,} = "
+        f"{cp_parameter_count(network, width):,} parameters (this network: "
+        f"{network.num_params:,})"
+    )
+    rank = max(widths) if multilinear and kind in ("tt", "ht") and widths[0] else None
+    if rank is not None:
+        generic = theorem1_bound(count, size, rank)
+        print(
+            f"for a generic {kind.upper()} of this shape the paper's bound is min(m, r)^(d/2) = "
+            f"{min(size, rank)}^{count // 2} = {generic:.4g} (Theorem 1 and Table 2; this "
+            f"checkpoint is certified only up to the sub-grid's size)"
+        )
+
+
 COMMANDS = {
     "list": list_command,
     "info": info_command,
@@ -219,4 +313,5 @@ COMMANDS = {
     "predict": predict_command,
     "export": export_command,
     "publish": publish_command,
+    "certify": certify_command,
 }
