@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -165,22 +164,33 @@ def test_a_checkpoint_never_uploaded_is_not_asked_of_the_hub(hub, published, tmp
     assert hub.requests == []
 
 
-def publish(args, tmp_path, index, folder):
-    env = {
-        **os.environ, "TENSOR_ZOO_INDEX": str(index), "HF_TOKEN": "test-token",
-        "TENSOR_ZOO_CHECKPOINTS": str(folder.parent),
-    }  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-m", "tensor_zoo.cli", "publish", NAME, *args], capture_output=True,
-        text=True, env=env, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+def publish(args, index, folder, monkeypatch, capsys):
+    """`tensor-zoo publish NAME ARGS` in this process: (exit status, stdout, stderr)."""
+    from tensor_zoo.cli import main
+
+    monkeypatch.setenv("TENSOR_ZOO_INDEX", str(index))
+    monkeypatch.setenv("HF_TOKEN", "test-token")
+    monkeypatch.setenv("TENSOR_ZOO_CHECKPOINTS", str(folder.parent))
+    capsys.readouterr()
+    try:
+        main(["publish", NAME, *args])
+        code = 0
+    except SystemExit as exit_:
+        code = 1
+        print(exit_.code, file=sys.stderr)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
-def test_publish_uploads_the_folder_and_pins_the_commit(exported, hub, tmp_path, monkeypatch):
+def test_publish_uploads_the_folder_and_pins_the_commit(
+    exported, hub, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     index = tmp_path / "index.json"
     shutil.copy(exported["index"], index)
-    result = publish(["--repo", "maintainer/tt-mnist-r2"], tmp_path, index, exported["folder"])
+    result = publish(
+        ["--repo", "maintainer/tt-mnist-r2"], index, exported["folder"], monkeypatch, capsys
+    )
     assert result.returncode == 0, result.stderr
     head = hub.head("maintainer/tt-mnist-r2")
     assert f"at revision {head}" in result.stdout
@@ -190,12 +200,14 @@ def test_publish_uploads_the_folder_and_pins_the_commit(exported, hub, tmp_path,
     assert pinned == {"repo_id": "maintainer/tt-mnist-r2", "revision": head}
 
 
-def test_a_rejected_publish_says_why(exported, hub, tmp_path, monkeypatch):
+def test_a_rejected_publish_says_why(exported, hub, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     hub.reject_uploads = "You have no write access to org maintainer"
     index = tmp_path / "index.json"
     shutil.copy(exported["index"], index)
-    result = publish(["--repo", "maintainer/tt-mnist-r2"], tmp_path, index, exported["folder"])
+    result = publish(
+        ["--repo", "maintainer/tt-mnist-r2"], index, exported["folder"], monkeypatch, capsys
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "refused the upload" in result.stderr and "no write access" in result.stderr
     assert json.loads(index.read_text())["models"][NAME]["hub"]["revision"] is None
