@@ -48,10 +48,19 @@ def source_checkout_checkpoints() -> Path | None:
     return folder if folder.is_dir() and (root / "pyproject.toml").is_file() else None
 
 
+def packaged_checkpoints() -> Path | None:
+    """The checkpoints shipped inside the installed package (`tensor_zoo/zoo/checkpoints`)."""
+    folder = Path(__file__).with_name("checkpoints")
+    return folder if folder.is_dir() else None
+
+
 def local_checkpoints_dir() -> Path | None:
-    """`TENSOR_ZOO_CHECKPOINTS`, else the source checkout's `checkpoints/`, else None."""
+    """`TENSOR_ZOO_CHECKPOINTS`, else the source checkout's `checkpoints/`, else the packaged
+    checkpoints, else None."""
     configured = os.environ.get("TENSOR_ZOO_CHECKPOINTS")
-    return Path(configured).expanduser() if configured else source_checkout_checkpoints()
+    if configured:
+        return Path(configured).expanduser()
+    return source_checkout_checkpoints() or packaged_checkpoints()
 
 
 def hub_org() -> str:
