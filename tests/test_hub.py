@@ -211,3 +211,13 @@ def test_a_rejected_publish_says_why(exported, hub, tmp_path, monkeypatch, capsy
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "refused the upload" in result.stderr and "no write access" in result.stderr
     assert json.loads(index.read_text())["models"][NAME]["hub"]["revision"] is None
+
+
+def test_publish_to_a_hub_that_is_down_is_one_line(exported, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{unused_port()}")
+    index = tmp_path / "index.json"
+    shutil.copy(exported["index"], index)
+    result = publish(["--repo", "maintainer/x"], index, exported["folder"], monkeypatch, capsys)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Could not upload to maintainer/x" in result.stderr and "ConnectError" in result.stderr
+    assert index.read_bytes() == exported["index"].read_bytes()

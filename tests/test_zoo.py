@@ -400,3 +400,13 @@ def test_any_command_line_ends_in_output_or_one_line_error(cli, command, args):
         assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith(
             f"tensor-zoo {command}: "
         )
+
+
+def test_export_refuses_a_file_that_is_not_a_recipe_checkpoint(cli, tmp_path):
+    not_a_run = tmp_path / "weights.ckpt"
+    torch.save({"state_dict": {}}, not_a_run)
+    result = cli("export", str(not_a_run), "tt-mnist-r4", "--command", "x", "--out", str(tmp_path))
+    assert result.returncode == 1 and "is not a training checkpoint of a tensor_zoo recipe" in (
+        result.stderr
+    )
+    assert not (tmp_path / "tt-mnist-r4").exists()

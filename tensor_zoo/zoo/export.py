@@ -133,6 +133,15 @@ def export_checkpoint(
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path} does not exist; give a recipe's training .ckpt.")
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickle code
+    missing = {"hyper_parameters", "state_dict", "epoch", "global_step"} - set(
+        checkpoint if isinstance(checkpoint, dict) else ()
+    )
+    if missing or "network" not in (checkpoint.get("hyper_parameters") or {}):
+        raise ValueError(
+            f"{ckpt_path} is not a training checkpoint of a tensor_zoo recipe (it lacks "
+            f"{sorted(missing) or ['hyper_parameters.network']}); export the best-*.ckpt or "
+            f"last.ckpt that a recipe run wrote."
+        )
     network_config = checkpoint["hyper_parameters"]["network"]
     class_name = network_config["class_path"].rsplit(".", 1)[-1]
     rank = network_config["init_args"].get("rank")

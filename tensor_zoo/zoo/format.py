@@ -182,7 +182,7 @@ def atomic_folder(folder: Path, replace: bool = False) -> Iterator[Path]:
     if folder.exists() and not replace:
         raise FileExistsError(f"{folder} exists; pass replace=True to replace it.")
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    backup = folder.with_name(f".{folder.name}.old")
+    backup = staging.with_name(f"{staging.name}.old")  # unique, like the staging folder
     try:
         yield staging
         if folder.exists():

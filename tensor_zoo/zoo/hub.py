@@ -302,4 +302,10 @@ def publish_folder(
             f"{repo_id}: {error}. Check that your token (HF_TOKEN or `hf auth login`) may write "
             f"to that org."
         ) from error
+    except _network_errors() as error:
+        raise HubError(
+            f"Could not upload to {repo_id} on {hub_endpoint() or 'https://huggingface.co'}: "
+            f"the connection failed ({type(error).__name__}: {error}). Check the network or "
+            f"HF_ENDPOINT and run publish again; the index is unchanged."
+        ) from error
     return commit.oid
