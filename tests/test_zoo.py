@@ -410,3 +410,31 @@ def test_export_refuses_a_file_that_is_not_a_recipe_checkpoint(cli, tmp_path):
         result.stderr
     )
     assert not (tmp_path / "tt-mnist-r4").exists()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        st.text(max_size=20),
+        st.sampled_from([NAME, NAME.upper(), f" {NAME}", ".", "..", "/", "~", "checkpoints"]),
+        st.builds(
+            "{}-{}-r{}".format,
+            st.sampled_from(["tt", "cp", "ht", "TT", "xx"]),
+            st.sampled_from(["mnist", "cifar10", "digits", "MNIST", "cifar"]),
+            st.integers(0, 64),
+        ),
+    )
+)
+def test_any_name_loads_the_published_model_or_is_refused_as_unknown(zoo_env, name):
+    try:
+        model = tensor_zoo.load(name, local_files_only=True)
+    except UnknownModelError as error:
+        assert (
+            "Unknown model" in str(error)
+            or "has no published weights" in str(error)
+            or ("non-empty string" in str(error))
+        )
+        return
+    assert name == NAME and model.config == zoo_env["network"].config
