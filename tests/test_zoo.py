@@ -303,12 +303,17 @@ def lagrange_at(points: dict[int, int], x: int) -> int:
 @pytest.mark.parametrize("arch", ["cp", "tt", "ht"])
 def test_model_info_counts_huge_networks_without_building_them(arch):
     """Parameters are a cubic in the rank at most: 4 small real networks give the oracle."""
+    import resource
+
     small = {
         r: tensor_zoo.create_model(f"{arch}-cifar10-r4", rank=r).num_params for r in range(1, 5)
     }
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     info = tensor_zoo.model_info(f"{arch}-cifar10-r1000")  # TT: ~2e9 parameters, HT: ~6e10
     assert info["num_params"] == lagrange_at(small, 1000)
     assert info["num_params"] > 2_000_000
+    growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_kib) / 1024
+    assert growth_mib < 200  # building the TT network would take 8 GB
 
 
 def test_cli_errors_are_one_line_and_debug_shows_the_traceback(cli, zoo_env, tmp_path):
