@@ -162,13 +162,13 @@ def _from_array(values: np.ndarray) -> Tensor:
     elif values.dtype in INTEGER_RANGES:
         pixels = values.astype(np.float32) / INTEGER_RANGES[values.dtype]
     elif np.issubdtype(values.dtype, np.floating):
-        pixels = values.astype(np.float32)
-        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
             raise ValueError(
-                f"float images must lie in [0, 1]; these range over [{pixels.min():g}, "
-                f"{pixels.max():g}]. Divide by 255 (8-bit) or 65535 (16-bit) first, and do not "
+                f"float images must lie in [0, 1]; these range over [{values.min():g}, "
+                f"{values.max():g}]. Divide by 255 (8-bit) or 65535 (16-bit) first, and do not "
                 f"normalise: the model does that itself."
             )
+        pixels = values.astype(np.float32)
     else:
         raise ValueError(
             f"pixels of type {values.dtype} are ambiguous; give uint8 (0-255), uint16 "
