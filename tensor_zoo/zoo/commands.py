@@ -69,8 +69,7 @@ def positive_int(text: str) -> int:
 
 def load_with_card(name: str, path: str | None) -> tuple[TensorNetwork, dict]:
     """The network and what its card says: the folder's own config.json when `path` is given."""
-    network = load(name, path=path)
-    return network, model_info(name, path=path) if path else model_info(name)
+    return load(name, path=path), model_info(name, path=path)
 
 
 def eval_command(argv: list[str]) -> None:

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from tensor_zoo.networks import TensorNetwork, build_network
-from tensor_zoo.zoo.registry import FORMAT_VERSION
+from tensor_zoo.zoo.registry import FORMAT_VERSION, current_umask
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -182,6 +182,7 @@ def atomic_folder(folder: Path, replace: bool = False) -> Iterator[Path]:
     if folder.exists() and not replace:
         raise FileExistsError(f"{folder} exists; pass replace=True to replace it.")
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0o700 would hide the checkpoint
     backup = staging.with_name(f"{staging.name}.old")  # unique, like the staging folder
     try:
         yield staging

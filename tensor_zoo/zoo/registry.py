@@ -198,10 +198,18 @@ def write_index(index: dict[str, Any], path: Path | None = None) -> None:
     try:  # a temporary sibling and a rename: a failed write leaves the old index whole
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(json.dumps(index, indent=2) + "\n")
+        os.chmod(temporary, path.stat().st_mode if path.exists() else 0o666 & ~current_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (files made by mkstemp/mkdtemp get it applied by hand)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def published_entry(name: str) -> dict[str, Any] | None:
