@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
 
 COMMANDS = {
     "demo": ("tensor_zoo.demo:main", "train a TT network on scikit-learn's digits; print accuracy"),
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command(args[1:])
     except KeyboardInterrupt:
-        sys.exit(f"tensor-zoo {args[0]}: interrupted")
+        print(f"tensor-zoo {args[0]}: interrupted", file=sys.stderr)
+        sys.exit(130)
     except Exception as error:
         if debug:
             raise
@@ -65,15 +69,23 @@ def main(argv: list[str] | None = None) -> None:
 def one_line(error: BaseException) -> str:
     """An exception as one line: its message, with its type when that says something more.
 
-    Our own errors (and KeyError-based ones) already say what was wrong and what to do; other
-    exceptions get their type name and a pointer to `--debug`.
+    An error raised by tensor_zoo's own code already says what was wrong and what to do; any
+    other exception (from a library, or a bug) gets its type name and a pointer to `--debug`.
     """
     message = " ".join(str(error).split()) or repr(error)
-    if type(error).__module__.startswith("tensor_zoo") or isinstance(
-        error, (FileNotFoundError, FileExistsError, PermissionError)
-    ):
+    if _raised_by_tensor_zoo(error) or isinstance(error, (FileNotFoundError, PermissionError)):
         return message
     return f"{type(error).__name__}: {message} (run with --debug for the traceback)"
+
+
+def _raised_by_tensor_zoo(error: BaseException) -> bool:
+    """Whether the innermost frame of the error's traceback is in the tensor_zoo package."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return False
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
 
 
 if __name__ == "__main__":

@@ -443,3 +443,17 @@ def test_any_name_loads_the_published_model_or_is_refused_as_unknown(zoo_env, na
         )
         return
     assert name == NAME and model.config == zoo_env["network"].config
+
+
+def test_one_line_names_foreign_errors_and_trusts_our_own():
+    from tensor_zoo.cli import one_line
+
+    try:
+        tensor_zoo.load("")
+    except UnknownModelError as ours:
+        assert one_line(ours).startswith("A model name is a non-empty string")
+    try:
+        json.loads("{")
+    except json.JSONDecodeError as foreign:
+        line = one_line(foreign)
+        assert line.startswith("JSONDecodeError: ") and line.endswith("--debug for the traceback)")
