@@ -283,6 +283,10 @@ def test_a_local_folder_is_checked_against_its_golden_logits(zoo_env, tmp_path, 
 def test_names_are_forgiving_in_suggestions_and_strict_in_use(zoo_env, monkeypatch, tmp_path):
     with pytest.raises(UnknownModelError, match="Did you mean 'tt-mnist-r16'"):
         tensor_zoo.create_model("TT-MNIST-R16")
+    assert tensor_zoo.list_models("TT-*") == [NAME]
+    monkeypatch.setenv("TENSOR_ZOO_CHECKPOINTS", str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=r"TENSOR_ZOO_CHECKPOINTS is .*typo.*not a folder"):
+        tensor_zoo.load(NAME)
     monkeypatch.setenv("TENSOR_ZOO_INDEX", str(tmp_path / "no-such-index.json"))
     with pytest.raises(IndexFileError, match=r"no-such-index.json does not exist.*TENSOR_ZOO_"):
         tensor_zoo.list_models()

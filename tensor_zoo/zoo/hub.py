@@ -123,6 +123,11 @@ def fetch_file(
         raise KeyError(f"{name} has no file {filename!r}; it has {sorted(entry['files'])}.")
     expected = entry["files"][filename]["sha256"]
     local = local_checkpoints_dir()
+    if local is not None and not local.is_dir():  # a typo must not silently mean "the Hub"
+        raise FileNotFoundError(
+            f"TENSOR_ZOO_CHECKPOINTS is {str(local)!r}, which is not a folder. Point it at the "
+            f"folder that holds the checkpoint folders, or unset it."
+        )
     if local is not None and (local / name / filename).is_file():
         path = local / name / filename
         actual = sha256_file(path)

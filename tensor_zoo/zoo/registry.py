@@ -236,7 +236,9 @@ def list_models(pattern: str | None = None, pretrained: bool = True) -> list[str
     names = set(read_index()["models"])
     if not pretrained:
         names |= set(architecture_names())
-    matches = [name for name in names if pattern is None or fnmatch.fnmatch(name, pattern)]
+    matches = [  # names are lowercase: "TT-*" finds them too, on every platform
+        name for name in names if pattern is None or fnmatch.fnmatchcase(name, pattern.lower())
+    ]
     return sorted(matches, key=_natural_key)
 
 
