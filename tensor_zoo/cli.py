@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
 
 COMMANDS = {
     "demo": ("tensor_zoo.demo:main", "train a TT network on scikit-learn's digits; print accuracy"),
@@ -32,27 +35,61 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Dispatch `tensor-zoo COMMAND [ARGS...]` to the command's own argument parser."""
-    args = sys.argv[1:] if argv is None else argv
+    """Dispatch `tensor-zoo COMMAND [ARGS...]` to the command's own argument parser.
+
+    Any failure of a command ends in one line on stderr, `tensor-zoo COMMAND: message`, and
+    exit status 1; `--debug` (anywhere on the line) shows the traceback instead.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"]
     if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
         lines = [f"  {name:<9}{help_text}" for name, (_, help_text) in COMMANDS.items()]
-        usage = "usage: tensor-zoo COMMAND [--help]\n\ncommands:\n" + "\n".join(lines)
+        usage = (
+            "usage: tensor-zoo COMMAND [--help] [--debug]\n\ncommands:\n"
+            + "\n".join(lines)
+            + "\n\n--debug: show the traceback of a failure instead of one line"
+        )
         if args and args[0] not in ("-h", "--help"):
             sys.exit(f"tensor-zoo: unknown command {args[0]!r}\n\n{usage}")
         print(usage)
         return
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
     module_name, function_name = COMMANDS[args[0]][0].split(":")
     command = getattr(importlib.import_module(module_name), function_name)
-    from tensor_zoo.zoo import CheckpointFormatError, ChecksumError, HubError, UnknownModelError
-
     try:
         command(args[1:])
-    except (
-        CheckpointFormatError, ChecksumError, HubError, UnknownModelError, FileNotFoundError,
-    ) as error:  # fmt: skip
-        # these already say what was wrong and what to do: no traceback
-        sys.exit(f"tensor-zoo {args[0]}: {error}")
+    except KeyboardInterrupt:
+        print(f"tensor-zoo {args[0]}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        if debug:
+            raise
+        sys.exit(f"tensor-zoo {args[0]}: {one_line(error)}")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its message, with its type when that says something more.
+
+    An error raised by tensor_zoo's own code already says what was wrong and what to do; any
+    other exception (from a library, or a bug) gets its type name and a pointer to `--debug`.
+    """
+    message = " ".join(str(error).split()) or repr(error)
+    if _raised_by_tensor_zoo(error) or isinstance(error, (FileNotFoundError, PermissionError)):
+        return message
+    return f"{type(error).__name__}: {message} (run with --debug for the traceback)"
+
+
+def _raised_by_tensor_zoo(error: BaseException) -> bool:
+    """Whether the innermost frame of the error's traceback is in the tensor_zoo package."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return False
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ It speaks the subset of the Hub protocol that `hf_hub_download`, `snapshot_downl
 - `POST /api/models/{repo_id}/commit/{branch}`: NDJSON header + base64 files + deletions.
 - `POST /api/validate-yaml`: always valid (the client calls it for README.md uploads).
 - `reject_uploads`: 403 `{"error": message}` from preupload, commit and new-repo creation.
+- Faults on file requests (`/resolve/`): `fail_status` answers every one with that status,
+  `delay` waits that many seconds before answering, `cut_body` sends the headers and half the
+  body of every GET, then closes the connection.
 
 Only model repos are served. Every commit stores a full snapshot; shas are sha1 digests.
 """
@@ -120,6 +123,9 @@ class HubServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[tuple[str, str]] = []
         self.reject_uploads: str | None = None
+        self.fail_status: int | None = None
+        self.delay = 0.0
+        self.cut_body = False
         self._address = (host, port)
         self._repos: dict[str, _Repo] = {}
         self._corrupt: dict[tuple[str, str], bytes] = {}
@@ -489,14 +495,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, method: str, reply: _Reply) -> None:
+    def _send(self, method: str, reply: _Reply, cut: bool = False) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if method != "HEAD":
+        if method != "HEAD" and cut:
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif method != "HEAD":
             self.wfile.write(reply.body)
 
     def _dispatch(self, method: str) -> None:
@@ -507,7 +518,12 @@ class _Handler(BaseHTTPRequestHandler):
         with hub._lock:
             hub.requests.append((method, unquote(url.path)))
         body = self._read_body() if method == "POST" else b""
+        is_file = "resolve" in parts[1:3] and parts[:1] != ["api"]
+        if is_file and hub.delay:
+            time.sleep(hub.delay)
         try:
+            if is_file and hub.fail_status is not None:
+                raise _HubError(hub.fail_status, "Injected failure")
             with hub._lock:
                 reply = self._route(method, parts, query, body)
         except _HubError as error:
@@ -515,7 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
             if error.code:
                 headers["X-Error-Code"] = error.code
             reply = _Reply(error.status, json.dumps({"error": error.message}).encode(), headers)
-        self._send(method, reply)
+        self._send(method, reply, cut=is_file and hub.cut_body and reply.status < 300)
 
     def _route(self, method: str, parts: list[str], query: dict, body: bytes) -> _Reply:
         hub = self.server.hub

@@ -59,3 +59,12 @@ def test_card_states_the_measured_accuracy_and_command(name):
     assert claimed == pytest.approx(config["metrics"]["test/acc"], abs=1e-4)
     assert config["training"]["command"] in card
     assert config["dataset"]["title"] in card
+
+
+def test_the_package_ships_the_checkpoints():
+    """tensor_zoo/zoo/checkpoints links checkpoints/: wheels carry them (package data)."""
+    from tensor_zoo.zoo.hub import packaged_checkpoints
+
+    assert packaged_checkpoints().resolve() == FOLDER.resolve()
+    pyproject = (FOLDER.parent / "pyproject.toml").read_text()
+    assert '"tensor_zoo.zoo" = ["index.json", "checkpoints/*/*"]' in pyproject

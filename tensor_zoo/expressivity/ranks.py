@@ -82,7 +82,7 @@ class HTRanks:
     """HT-ranks for the binary tree that pairs consecutive positions (HTNet's tree).
 
     Attributes:
-        ranks: ranks[l][j] is the rank of the (positions j 2^l .. (j + 1) 2^l - 1 | rest)
+        ranks: `ranks[l][j]` is the rank of the (positions `j 2^l .. (j + 1) 2^l - 1` | rest)
             matricization, for levels l = 0 (leaves) .. L - 1 (the root's children).
         method: "dense SVD" or "HT orthogonalisation".
         tol: as in TTRanks.

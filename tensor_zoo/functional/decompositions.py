@@ -88,7 +88,8 @@ def tt_svd(dense: Tensor, max_rank: int | None = None, tol: float | None = None)
 
     Args:
         dense: the tensor.
-        max_rank, tol: as in `tt_round` (None: exact, no truncation).
+        max_rank: as in `tt_round` (None: no cap).
+        tol: as in `tt_round` (None: exact, no truncation).
     """
     shape = dense.shape
     cores, rest = [], dense.reshape(1, -1)

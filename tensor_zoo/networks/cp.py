@@ -105,7 +105,9 @@ class CPNet(TensorNetwork):
             net_or_W: a network with a multilinear `full_tensor()` (its front end is kept), or a
                 dense W (C, m, ..., m).
             rank: the CP rank (width) of the result.
-            num_iterations, tol: ALS stopping rules (see `tensor_zoo.functional.cp_als`).
+            num_iterations: ALS stopping rule: at most this many sweeps (see
+                `tensor_zoo.functional.cp_als`).
+            tol: ALS stopping rule: stop when the residual changes by less (see `cp_als`).
             seed: seed of the random start.
             **network_args: constructor arguments of the result when a tensor is given (its
                 geometry must give d positions and feature_dim m); ignored for a network.

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.overrides import TorchFunctionMode
+
 from tensor_zoo.networks import TensorNetwork, build_network
-from tensor_zoo.zoo.format import CONFIG_FILE, WEIGHTS_FILE, network_from_files
+from tensor_zoo.zoo.format import (
+    CONFIG_FILE,
+    GOLDEN_FILE,
+    WEIGHTS_FILE,
+    CheckpointFormatError,
+    check_golden,
+    network_from_files,
+    read_config,
+)
 from tensor_zoo.zoo.hub import fetch_file, hub_location
 from tensor_zoo.zoo.registry import (
     DATASETS,
     ModelName,
+    UnknownModelError,
     default_network_config,
     published_entry,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _local_files(path: Path) -> tuple[Path, Path]:
@@ -37,30 +52,75 @@ def _local_files(path: Path) -> tuple[Path, Path]:
     return config, weights
 
 
+def _check_name(name: object) -> str:
+    """A model name as given, refused when it is not a non-empty string."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError(
+            f"A model name is a non-empty string such as 'tt-mnist-r16', got {name!r}; "
+            f"`tensor_zoo.list_models()` lists the published ones. A local checkpoint folder "
+            f"loads with load(path=FOLDER)."
+        )
+    return name
+
+
+def _load_folder(name: str | None, path: Path) -> TensorNetwork:
+    """A local checkpoint folder, checked against its own golden logits."""
+    config_path, weights = _local_files(path)
+    config = read_config(config_path)
+    if name is not None and config.get("name") not in (None, name):
+        raise ValueError(
+            f"{config_path} is the checkpoint {config.get('name')!r}, not {name!r}. Give its "
+            f"own name, or no name: load(path={str(path)!r})."
+        )
+    network = network_from_files(config_path, weights)
+    golden = config_path.parent / GOLDEN_FILE
+    if golden.is_file():
+        check_golden(network, golden)
+        log.info("%s reproduces the golden logits of %s", weights, golden)
+    else:
+        log.warning(
+            "Could not verify %s: there is no %s next to it (no sha256 is known for a local "
+            "folder either). Load it only if you trust where it came from.",
+            weights, GOLDEN_FILE,
+        )  # fmt: skip
+    return network
+
+
 def load(
-    name: str,
+    name: str | None = None,
     path: str | os.PathLike | None = None,
     revision: str | None = None,
     local_files_only: bool = False,
     device: str = "cpu",
 ) -> TensorNetwork:
-    """A published checkpoint as an eval-mode network; its files are verified first.
+    """A published or local checkpoint as an eval-mode network; its files are verified first.
 
     The network takes float images (B, C, H, W) in [0, 1] at the dataset's size and returns
-    logits (B, num_classes); normalisation is inside it. Files come from `path` (a checkpoint
-    folder or its model.safetensors) if given, else the local checkpoints folder
-    (`TENSOR_ZOO_CHECKPOINTS` or a source checkout's `checkpoints/`), else the Hugging Face
-    Hub at the index's pinned revision (or `revision`). Published files must match the
-    index's sha256; with `local_files_only=True` or `HF_HUB_OFFLINE=1` no network call is made.
-    A name that is an existing folder is loaded like `path`.
+    logits (B, num_classes); normalisation is inside it (`tensor_zoo.zoo.preprocess` turns
+    image files and arrays into that input).
+
+    Args:
+        name: a published name (`tensor_zoo.list_models()`). Its files come from the local
+            checkpoints folder (`TENSOR_ZOO_CHECKPOINTS` or a source checkout's
+            `checkpoints/`), else the Hugging Face Hub at the index's pinned revision (or
+            `revision`), and must match the index's sha256. A name never reads as a path.
+        path: a local checkpoint folder (or its model.safetensors) to load instead; its
+            weights must reproduce its own golden.safetensors (a warning says when the folder
+            has none). With `name` too, the folder's config.json must carry that name.
+        revision: a Hub revision instead of the pinned one.
+        local_files_only: no network call (as `HF_HUB_OFFLINE=1`).
+        device: where the returned network lives.
     """
-    if path is None and Path(name).is_dir():
-        path = name
     if path is not None:
-        config, weights = _local_files(Path(path))
-    else:  # fetch_file refuses names without published weights
-        config = fetch_file(name, CONFIG_FILE, revision, local_files_only)
-        weights = fetch_file(name, WEIGHTS_FILE, revision, local_files_only)
+        if name is not None:
+            _check_name(name)
+        if not str(path).strip():
+            raise FileNotFoundError("path is empty; give a checkpoint folder.")
+        return _load_folder(name, Path(path)).to(device)
+    name = _check_name(name)
+    # fetch_file refuses names without published weights
+    config = fetch_file(name, CONFIG_FILE, revision, local_files_only)
+    weights = fetch_file(name, WEIGHTS_FILE, revision, local_files_only)
     return network_from_files(config, weights).to(device)
 
 
@@ -76,23 +136,59 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> TensorNe
                 f"weights; build with pretrained=False, or load and fine-tune."
             )
         return load(name)
-    config = default_network_config(name)
+    config = default_network_config(_check_name(name))
     config["init_args"].update(kwargs)
     return build_network(config)
 
 
-def model_info(name: str) -> dict[str, Any]:
-    """What a name is: architecture and arguments, data, metrics, training, files and Hub."""
+class _ParametersOnMeta(TorchFunctionMode):
+    """Tensor factories without an explicit device allocate nothing (the meta device)."""
+
+    FACTORIES = frozenset({torch.empty, torch.empty_like, torch.randn, torch.rand})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def count_parameters(config: dict[str, Any]) -> int:
+    """Trainable parameters of the network a config describes, from shapes alone.
+
+    The network is built with its parameter tensors on the meta device, so even a network
+    of billions of parameters costs no memory.
+
+    Args:
+        config: {"class_path", "init_args"}, as `net.config`.
+    """
+    with _ParametersOnMeta():
+        return build_network(config).num_params
+
+
+def model_info(name: str | None = None, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a name (or a local checkpoint folder) is: architecture, data, metrics, files, Hub.
+
+    Args:
+        name: a published name, or any `{arch}-{dataset}-r{rank}` (then no weights exist and
+            the parameters are counted without building the network).
+        path: a local checkpoint folder: its own config.json (its card) is described.
+    """
+    if path is not None:
+        config_path, _ = _local_files(Path(path))
+        return _describe(read_config(config_path), pretrained=True)
+    name = _check_name(name)
     entry = published_entry(name)
     if entry is None:
         parsed = ModelName.parse(name)
         spec = DATASETS[parsed.dataset]
-        network = create_model(name)
+        architecture = default_network_config(name)
         return {
             "name": name,
             "pretrained": False,
-            "architecture": network.config,
+            "architecture": architecture,
             "dataset": spec.title,
+            "dataset_key": spec.key,
             "classes": list(spec.classes),
             "input": {
                 "shape": [spec.in_channels, spec.image_size, spec.image_size],
@@ -100,21 +196,12 @@ def model_info(name: str) -> dict[str, Any]:
                 "mean": list(spec.mean),
                 "std": list(spec.std),
             },
-            "num_params": network.num_params,
+            "num_params": count_parameters(architecture),
         }
-    config = entry["config"]
     repo_id, revision = hub_location(name, entry)
     hub = entry.get("hub") or {}
     return {
-        "name": name,
-        "pretrained": True,
-        "architecture": config["architecture"],
-        "dataset": config["dataset"]["title"],
-        "classes": config["classes"],
-        "input": config["input"],
-        "num_params": config["num_params"],
-        "metrics": config["metrics"],
-        "training": config["training"],
+        **_describe(entry["config"], pretrained=True),
         "files": entry["files"],
         "hub": {
             "repo_id": repo_id,
@@ -122,3 +209,25 @@ def model_info(name: str) -> dict[str, Any]:
             "uploaded": hub.get("repo_id") == repo_id and bool(hub.get("revision")),
         },
     }
+
+
+def _describe(config: dict[str, Any], pretrained: bool) -> dict[str, Any]:
+    """The model_info fields that a checkpoint's config.json holds."""
+    try:
+        return {
+            "name": config["name"],
+            "pretrained": pretrained,
+            "architecture": config["architecture"],
+            "dataset": config["dataset"]["title"],
+            "dataset_key": config["dataset"]["key"],
+            "classes": config["classes"],
+            "input": config["input"],
+            "num_params": config["num_params"],
+            "metrics": config["metrics"],
+            "training": config["training"],
+        }
+    except (KeyError, TypeError) as error:
+        raise CheckpointFormatError(
+            f"The config.json of {config.get('name', 'this checkpoint')!r} lacks {error}; "
+            f"re-export the checkpoint (`tensor-zoo export`)."
+        ) from error

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
+from tensor_zoo.networks import TensorNetwork
 from tensor_zoo.zoo.api import load, model_info
 from tensor_zoo.zoo.format import CONFIG_FILE
 from tensor_zoo.zoo.hub import hub_org, local_checkpoints_dir, sha256_file
+from tensor_zoo.zoo.preprocess import transforms
 from tensor_zoo.zoo.registry import (
-    ModelName,
     UnknownModelError,
     index_path,
     list_models,
@@ -56,6 +57,22 @@ def info_command(argv: list[str]) -> None:
     print(json.dumps(model_info(args.name), indent=2))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def load_with_card(name: str, path: str | None) -> tuple[TensorNetwork, dict]:
+    """The network and what its card says: the folder's own config.json when `path` is given."""
+    return load(name, path=path), model_info(name, path=path)
+
+
 def eval_command(argv: list[str]) -> None:
     from tensor_zoo.zoo.evaluate import evaluate
 
@@ -67,13 +84,11 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("name")
     parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
     parser.add_argument("--data-root", help="where the dataset is (else TENSOR_ZOO_DATA, cache)")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--limit", type=int, help="only the first LIMIT test images")
+    parser.add_argument("--batch-size", type=positive_int, default=500)
+    parser.add_argument("--limit", type=positive_int, help="only the first LIMIT test images")
     args = parser.parse_args(argv)
-    network = load(args.name, path=args.path)
-    info = model_info(args.name)
-    dataset = ModelName.parse(args.name).dataset
-    metrics = evaluate(network, dataset, args.data_root, args.batch_size, args.limit)
+    network, info = load_with_card(args.name, args.path)
+    metrics = evaluate(network, info["dataset_key"], args.data_root, args.batch_size, args.limit)
     count = int(metrics["images"])
     line = f"{args.name}: test accuracy {metrics['test/acc']:.2%} on {count:,} test images"
     if info["pretrained"]:
@@ -86,45 +101,21 @@ def eval_command(argv: list[str]) -> None:
     print(line)
 
 
-def read_image(path: str, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """An image file -> float (C, H, W) in [0, 1] with the model's channels and size."""
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2.functional import resize
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist; give the paths of image files.")
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    try:
-        image = decode_image(path, mode=mode)
-    except RuntimeError as error:
-        raise ValueError(
-            f"Cannot read {path} as an image ({str(error).splitlines()[-1]}); "
-            f"give PNG, JPEG, GIF or WebP files."
-        ) from error
-    if tuple(image.shape[-2:]) != size:
-        log.warning("Resizing %s from %s to %s", path, tuple(image.shape[-2:]), size)
-        image = resize(image, list(size), antialias=True)
-    return image.float() / 255
-
-
 def predict_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
-        prog="tensor-zoo predict", description="Top classes of image files (PNG, JPEG)."
+        prog="tensor-zoo predict",
+        description="Top classes of image files (PNG 8/16-bit, JPEG, GIF, WebP, BMP, TIFF; "
+        "grayscale, RGB, RGBA or palette: converted to the model's channels and size).",
     )
     parser.add_argument("name")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to show")
+    parser.add_argument("--top", type=positive_int, default=3, help="how many classes to show")
     parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
     args = parser.parse_args(argv)
-    network = load(args.name, path=args.path)
-    info = model_info(args.name)
+    network, info = load_with_card(args.name, args.path)
     classes = info["classes"]
-    channels = network.patches.in_channels
-    try:
-        images = [read_image(p, channels, network.patches.image_size) for p in args.images]
-    except ValueError as error:
-        sys.exit(f"tensor-zoo predict: {error}")
-    batch = torch.stack(images)
+    preprocess = transforms(network)
+    batch = torch.stack([preprocess.read(path) for path in args.images])
     with torch.no_grad():
         probabilities = network(batch).softmax(-1)
     top = probabilities.topk(min(args.top, len(classes)), dim=-1)
@@ -154,11 +145,14 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--index", type=Path, help="the index to update (default: in use)")
     parser.add_argument("--epochs", type=int, help="epochs, if the run folder does not say")
     parser.add_argument("--wall-time-s", type=float, help="training seconds, likewise")
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing folder and index entry"
+    )
     args = parser.parse_args(argv)
     folder = export_checkpoint(
         args.ckpt, args.name, args.command, args.out, args.data_root, args.data_variant,
         args.data_note, args.training_note, args.index, epochs=args.epochs,
-        wall_time_s=args.wall_time_s,
+        wall_time_s=args.wall_time_s, force=args.force,
     )  # fmt: skip
     config = json.loads((folder / CONFIG_FILE).read_text())
     print(

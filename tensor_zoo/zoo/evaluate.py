@@ -46,6 +46,10 @@ def evaluate(
 
     `limit` evaluates only the first `limit` test images (for quick checks).
     """
+    for label, value in (("batch_size", batch_size), ("limit", limit)):
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value is not None and (not whole or value < 1):
+            raise ValueError(f"{label} must be a whole number of at least 1, got {value!r}.")
     data = data_module_for(dataset, root, batch_size)
     data.setup("test")
     network = network.eval()
@@ -62,4 +66,8 @@ def evaluate(
         correct += int((logits.argmax(-1) == labels).sum())
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         count += len(labels)
+    if count == 0:
+        raise ValueError(
+            f"The {dataset} test split at {root or 'the default data folder'} holds no images."
+        )
     return {"test/acc": correct / count, "test/loss": loss_sum / count, "images": float(count)}

@@ -22,7 +22,14 @@ import tensor_zoo
 from tensor_zoo.networks import build_network
 from tensor_zoo.zoo.card import render_card
 from tensor_zoo.zoo.evaluate import evaluate
-from tensor_zoo.zoo.format import CARD_FILE, CONFIG_FILE, GOLDEN_FILE, WEIGHTS_FILE, write_folder
+from tensor_zoo.zoo.format import (
+    CARD_FILE,
+    CONFIG_FILE,
+    GOLDEN_FILE,
+    WEIGHTS_FILE,
+    atomic_folder,
+    write_folder,
+)
 from tensor_zoo.zoo.hub import local_checkpoints_dir, sha256_file
 from tensor_zoo.zoo.registry import (
     ARCHITECTURES,
@@ -32,6 +39,7 @@ from tensor_zoo.zoo.registry import (
     read_index,
     write_index,
 )
+from tensor_zoo.zoo.registry import index_path as default_index_path
 
 log = logging.getLogger(__name__)
 HUB_DATASET_IDS = {
@@ -101,16 +109,39 @@ def export_checkpoint(
     progress: bool = True,
     epochs: int | None = None,
     wall_time_s: float | None = None,
+    force: bool = False,
 ) -> Path:
     """Write checkpoints/<name>/ from a training .ckpt and record it in the index.
 
     `command` is the exact training command; `data_variant` marks a non-original copy of the
     test data (e.g. "JPEG copy"), which then appears in the dataset's name everywhere.
     `epochs` and `wall_time_s` are used when the run folder does not record them.
+    An existing folder or index entry of that name is replaced only with `force=True`. The
+    folder and the index are each written whole or not at all: a failure leaves the old state.
     """
     ckpt_path = Path(ckpt_path)
     parsed = ModelName.parse(name)
+    folder = Path(out_dir) if out_dir else (local_checkpoints_dir() or Path("checkpoints"))
+    folder = folder / name
+    index = read_index(index_path, missing_ok=True)
+    if not force and (folder.exists() or name in index["models"]):
+        where = folder if folder.exists() else (index_path or default_index_path())
+        raise FileExistsError(
+            f"{name} already exists ({where}). Pick another name, or replace it with "
+            f"--force (force=True)."
+        )
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{ckpt_path} does not exist; give a recipe's training .ckpt.")
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickle code
+    missing = {"hyper_parameters", "state_dict", "epoch", "global_step"} - set(
+        checkpoint if isinstance(checkpoint, dict) else ()
+    )
+    if missing or "network" not in (checkpoint.get("hyper_parameters") or {}):
+        raise ValueError(
+            f"{ckpt_path} is not a training checkpoint of a tensor_zoo recipe (it lacks "
+            f"{sorted(missing) or ['hyper_parameters.network']}); export the best-*.ckpt or "
+            f"last.ckpt that a recipe run wrote."
+        )
     network_config = checkpoint["hyper_parameters"]["network"]
     class_name = network_config["class_path"].rsplit(".", 1)[-1]
     rank = network_config["init_args"].get("rank")
@@ -178,22 +209,20 @@ def export_checkpoint(
             "training_note": training_note,
         },
     }
-    folder = Path(out_dir) if out_dir else (local_checkpoints_dir() or Path("checkpoints"))
-    folder = folder / name
-    write_folder(folder, network, config, render_card(config))
-    files = {
-        filename: {
-            "sha256": sha256_file(folder / filename),
-            "size": (folder / filename).stat().st_size,
+    with atomic_folder(folder, replace=force) as staging:
+        write_folder(staging, network, config, render_card(config))
+        files = {
+            filename: {
+                "sha256": sha256_file(staging / filename),
+                "size": (staging / filename).stat().st_size,
+            }
+            for filename in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, GOLDEN_FILE)
         }
-        for filename in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, GOLDEN_FILE)
-    }
-    index = read_index(index_path)
-    index["models"][name] = {
-        "files": files,
-        "hub": {"repo_id": None, "revision": None},
-        "config": config,
-    }
-    write_index(index, index_path)
+        index["models"][name] = {
+            "files": files,
+            "hub": {"repo_id": None, "revision": None},
+            "config": config,
+        }
+        write_index(index, index_path)  # fails before the folder is swapped in
     log.info("Exported %s to %s (test accuracy %.2f%%)", name, folder, 100 * metrics["test/acc"])
     return folder

@@ -1,13 +1,17 @@
 """Where checkpoint files come from: a local checkpoints folder, else the Hugging Face Hub.
 
 Every file of a published checkpoint is checked against the sha256 in the index before
-anything reads it. A file that fails the check in the Hub cache is deleted (the next call
-downloads it again); one in a local folder is left alone, since it is the user's.
+anything reads it. A file in the Hub cache that fails the check is downloaded again once with
+the client's own `force_download`; no file is deleted (a local folder is the user's, and a
+cache entry may link anywhere: only the snapshot link inside the cache is replaced). Every
+network failure becomes one HubError, fast: the metadata request is made once, without the
+client's retries, within `HF_HUB_ETAG_TIMEOUT`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -44,10 +48,19 @@ def source_checkout_checkpoints() -> Path | None:
     return folder if folder.is_dir() and (root / "pyproject.toml").is_file() else None
 
 
+def packaged_checkpoints() -> Path | None:
+    """The checkpoints shipped inside the installed package (`tensor_zoo/zoo/checkpoints`)."""
+    folder = Path(__file__).with_name("checkpoints")
+    return folder if folder.is_dir() else None
+
+
 def local_checkpoints_dir() -> Path | None:
-    """`TENSOR_ZOO_CHECKPOINTS`, else the source checkout's `checkpoints/`, else None."""
+    """`TENSOR_ZOO_CHECKPOINTS`, else the source checkout's `checkpoints/`, else the packaged
+    checkpoints, else None."""
     configured = os.environ.get("TENSOR_ZOO_CHECKPOINTS")
-    return Path(configured).expanduser() if configured else source_checkout_checkpoints()
+    if configured:
+        return Path(configured).expanduser()
+    return source_checkout_checkpoints() or packaged_checkpoints()
 
 
 def hub_org() -> str:
@@ -110,6 +123,11 @@ def fetch_file(
         raise KeyError(f"{name} has no file {filename!r}; it has {sorted(entry['files'])}.")
     expected = entry["files"][filename]["sha256"]
     local = local_checkpoints_dir()
+    if local is not None and not local.is_dir():  # a typo must not silently mean "the Hub"
+        raise FileNotFoundError(
+            f"TENSOR_ZOO_CHECKPOINTS is {str(local)!r}, which is not a folder. Point it at the "
+            f"folder that holds the checkpoint folders, or unset it."
+        )
     if local is not None and (local / name / filename).is_file():
         path = local / name / filename
         actual = sha256_file(path)
@@ -121,28 +139,62 @@ def fetch_file(
             )
         return path
     path = _download(name, entry, filename, revision, local_files_only)
+    if sha256_file(path) == expected:
+        return path
+    if local_files_only or offline_mode():
+        raise ChecksumError(
+            f"The cached {filename} of {name} ({path}) does not have the sha256 the index "
+            f"expects ({expected}), and offline mode forbids downloading it again. Unset "
+            f"HF_HUB_OFFLINE (and local_files_only) once to replace it."
+        )
+    log.warning("The cached %s of %s is not the published file; downloading again", filename, name)
+    _forget_snapshot_entry(path)
+    path = _download(name, entry, filename, revision, local_files_only, force_download=True)
     actual = sha256_file(path)
     if actual != expected:
-        _remove_cached(path)
         raise ChecksumError(
-            f"The downloaded {filename} of {name} has sha256 {actual}, but the index expects "
-            f"{expected} (a truncated or corrupted download, or a changed repo). The bad copy "
-            f"was removed from the Hub cache; calling again downloads it again."
+            f"{filename} of {name}, downloaded again, has sha256 {actual}, but the index "
+            f"expects {expected}: the Hub repo serves other content (changed repo, or a "
+            f"mirror's TENSOR_ZOO_HUB_ORG holds other files). Nothing was deleted."
         )
     return path
 
 
-def _remove_cached(path: Path) -> None:
-    """Delete a Hub-cache file: the snapshot link and the blob it points to."""
-    blob = path.resolve()
-    for target in {path, blob}:
-        target.unlink(missing_ok=True)
+def _forget_snapshot_entry(path: Path) -> None:
+    """Remove a file's entry in the Hub cache's snapshot folder: the link, never its target.
+
+    The client's `force_download` rewrites the blob but keeps an existing snapshot link, which
+    may point at another (bad) blob; without the link it links the fresh blob. Nothing outside
+    the cache folder is touched.
+    """
+    from huggingface_hub import constants
+
+    cache = Path(hub_cache_dir() or constants.HF_HUB_CACHE).resolve()
+    if path.parent.resolve().is_relative_to(cache) and (path.is_symlink() or path.is_file()):
+        path.unlink()
+
+
+def _network_errors() -> tuple[type[Exception], ...]:
+    """The transport exceptions of the HTTP library huggingface_hub uses (httpx2 or httpx)."""
+    errors: list[type[Exception]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 def _download(
-    name: str, entry: dict[str, Any], filename: str, revision: str | None, local_files_only: bool
+    name: str,
+    entry: dict[str, Any],
+    filename: str,
+    revision: str | None,
+    local_files_only: bool,
+    force_download: bool = False,
 ) -> Path:
-    from huggingface_hub import hf_hub_download
+    """A file from the Hub cache, else downloaded; every failure is one HubError."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,
@@ -154,17 +206,41 @@ def _download(
     repo_id, pinned = hub_location(name, entry)
     revision = revision or pinned
     offline = local_files_only or offline_mode()
-    endpoint = hub_endpoint() or "https://huggingface.co"
+    endpoint = hub_endpoint() or constants.ENDPOINT
     where = f"{repo_id}@{revision} on {endpoint}"
     elsewhere = (
-        f"Or use a local copy: load({name!r}, path=FOLDER), or put the folder in "
-        f"TENSOR_ZOO_CHECKPOINTS."
+        f"Or use a local copy: load(path=FOLDER), or put the folder in TENSOR_ZOO_CHECKPOINTS "
+        f"(the source repository has it in checkpoints/{name}/)."
     )
-    try:
-        path = hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=hub_cache_dir(),
-            local_files_only=offline, endpoint=hub_endpoint(), library_name="tensor-zoo",
+    options = {
+        "revision": revision, "cache_dir": hub_cache_dir(), "endpoint": hub_endpoint(),
+        "library_name": "tensor-zoo",
+    }  # fmt: skip
+    if not force_download:
+        try:  # the sha256 check pins the content, so any cached copy will do: no request
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True, **options))
+        except LocalEntryNotFoundError:
+            pass
+    if offline:
+        raise HubError(
+            f"{filename} of {name} is not in the local checkpoints folder or the Hub cache, "
+            f"and offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True). Download "
+            f"it once with network access (unset HF_HUB_OFFLINE). {elsewhere}"
+        )
+    if not _uploaded(name, entry, repo_id) and "TENSOR_ZOO_HUB_ORG" not in os.environ:
+        raise HubError(
+            f"{name} has not been uploaded to the Hub yet (the index records no upload to "
+            f"{repo_id}), and no local checkpoints folder holds {filename}. {elsewhere}"
+        )
+    timeout = constants.HF_HUB_ETAG_TIMEOUT
+    try:  # one metadata request, no retries: a failure is reported at once
+        get_hf_file_metadata(
+            hf_hub_url(repo_id, filename, revision=revision, endpoint=hub_endpoint()),
+            timeout=timeout, library_name="tensor-zoo", endpoint=hub_endpoint(),
         )  # fmt: skip
+        path = hf_hub_download(
+            repo_id, filename, force_download=force_download, etag_timeout=timeout, **options
+        )
     except RevisionNotFoundError as error:
         raise HubError(
             f"Revision {revision!r} of {repo_id} does not exist on {endpoint}. {elsewhere}"
@@ -174,24 +250,37 @@ def _download(
             f"The Hub has no repo {repo_id} (at {endpoint}): the checkpoint may not be "
             f"uploaded there. Set TENSOR_ZOO_HUB_ORG to the org that holds it. {elsewhere}"
         ) from error
-    except LocalEntryNotFoundError as error:
-        if offline:
-            raise HubError(
-                f"{filename} of {name} is not in the local checkpoints folder or the Hub cache, "
-                f"and offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True). Download "
-                f"it once with network access (unset HF_HUB_OFFLINE). {elsewhere}"
-            ) from error
-        raise HubError(
-            f"Could not download {filename} from {where}, and it is not cached: the Hub did not "
-            f"answer ({error.__cause__ or error}). Check the network or HF_ENDPOINT; with a "
-            f"cached copy, HF_HUB_OFFLINE=1 loads it without asking. {elsewhere}"
-        ) from error
     except EntryNotFoundError as error:
         raise HubError(f"{where} has no file {filename}. {elsewhere}") from error
     except HfHubHTTPError as error:
-        raise HubError(f"The Hub refused {filename} from {where}: {error}. {elsewhere}") from error
+        status = error.response.status_code if error.response is not None else "an error"
+        raise HubError(
+            f"The Hub answered {status} for {filename} from {where} "
+            f"({str(error).splitlines()[0]}): "
+            + ("the server has a problem; try again later. " if str(status)[0] == "5" else "")
+            + elsewhere
+        ) from error
+    except _network_errors() as error:
+        kind = type(error).__name__
+        slow = "Timeout" in kind
+        raise HubError(
+            f"Could not download {filename} from {where}: "
+            + (
+                f"the Hub did not answer within {timeout} s (HF_HUB_ETAG_TIMEOUT)"
+                if slow
+                else f"the connection failed ({kind}: {error})"
+            )
+            + ". Check the network or HF_ENDPOINT; with a cached copy, HF_HUB_OFFLINE=1 loads "
+            f"it without asking. {elsewhere}"
+        ) from error
     log.info("%s of %s from %s", filename, name, path)
     return Path(path)
+
+
+def _uploaded(name: str, entry: dict[str, Any], repo_id: str) -> bool:
+    """Whether the index records an upload of `name` to `repo_id`."""
+    hub = entry.get("hub") or {}
+    return hub.get("repo_id") == repo_id and bool(hub.get("revision"))
 
 
 def publish_folder(
@@ -217,5 +306,11 @@ def publish_folder(
             f"The Hub ({hub_endpoint() or 'https://huggingface.co'}) refused the upload to "
             f"{repo_id}: {error}. Check that your token (HF_TOKEN or `hf auth login`) may write "
             f"to that org."
+        ) from error
+    except _network_errors() as error:
+        raise HubError(
+            f"Could not upload to {repo_id} on {hub_endpoint() or 'https://huggingface.co'}: "
+            f"the connection failed ({type(error).__name__}: {error}). Check the network or "
+            f"HF_ENDPOINT and run publish again; the index is unchanged."
         ) from error
     return commit.oid

@@ -18,6 +18,7 @@ import fnmatch
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -135,12 +136,27 @@ class ModelName:
         return cls(match["arch"], match["dataset"], int(match["rank"]))
 
 
+class IndexFileError(ValueError):
+    """The index file is missing, is not JSON, or has another format."""
+
+
 @cache
 def _read_index(path: Path, mtime_ns: int) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as stream:
-        index = json.load(stream)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            index = json.load(stream)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise IndexFileError(
+            f"The zoo index {path} is not valid JSON ({error}). Restore it (git checkout) or "
+            f"point TENSOR_ZOO_INDEX at a good one."
+        ) from error
+    if not isinstance(index, dict) or not isinstance(index.get("models"), dict):
+        raise IndexFileError(
+            f"The zoo index {path} has no \"models\" object. Restore it or point "
+            f"TENSOR_ZOO_INDEX at a good one."
+        )
     if index.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise IndexFileError(
             f"{path} has index format {index.get('format_version')!r}; this tensor_zoo reads "
             f"format {FORMAT_VERSION}. Upgrade tensor_zoo."
         )
@@ -153,11 +169,24 @@ def index_path() -> Path:
     return Path(configured).expanduser() if configured else PACKAGED_INDEX
 
 
-def read_index(path: Path | None = None) -> dict[str, Any]:
-    """The index of published checkpoints: {"format_version": 1, "models": {name: entry}}."""
+def read_index(path: Path | None = None, missing_ok: bool = False) -> dict[str, Any]:
+    """The index of published checkpoints: {"format_version": 1, "models": {name: entry}}.
+
+    Args:
+        path: the index file (default: the one in use, `index_path()`).
+        missing_ok: a missing file is an empty index (for writing a new one); otherwise
+            IndexFileError, since an empty zoo would hide a wrong `TENSOR_ZOO_INDEX`.
+    """
     path = path or index_path()
-    if not path.is_file():
+    if missing_ok and not path.exists():
         return {"format_version": FORMAT_VERSION, "models": {}}
+    if not path.is_file():
+        raise IndexFileError(
+            f"The zoo index {path} does not exist"
+            + (" (TENSOR_ZOO_INDEX points there)" if path == index_path() != PACKAGED_INDEX else "")
+            + f". Point TENSOR_ZOO_INDEX at an index file, or unset it to use the packaged one "
+            f"({PACKAGED_INDEX})."
+        )
     return copy.deepcopy(_read_index(path, path.stat().st_mtime_ns))
 
 
@@ -165,7 +194,22 @@ def write_index(index: dict[str, Any], path: Path | None = None) -> None:
     """Write the index with sorted names, so that its diffs stay readable."""
     path = path or index_path()
     index = {**index, "models": dict(sorted(index["models"].items()))}
-    path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:  # a temporary sibling and a rename: a failed write leaves the old index whole
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(index, indent=2) + "\n")
+        os.chmod(temporary, path.stat().st_mode if path.exists() else 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    """The process's umask (files made by mkstemp/mkdtemp get it applied by hand)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def published_entry(name: str) -> dict[str, Any] | None:
@@ -192,7 +236,9 @@ def list_models(pattern: str | None = None, pretrained: bool = True) -> list[str
     names = set(read_index()["models"])
     if not pretrained:
         names |= set(architecture_names())
-    matches = [name for name in names if pattern is None or fnmatch.fnmatch(name, pattern)]
+    matches = [  # names are lowercase: "TT-*" finds them too, on every platform
+        name for name in names if pattern is None or fnmatch.fnmatchcase(name, pattern.lower())
+    ]
     return sorted(matches, key=_natural_key)
 
 
@@ -205,7 +251,7 @@ def _natural_key(name: str) -> tuple[str, int]:
 def unknown_name_message(name: str) -> str:
     """Say a name is unknown, show the closest known ones and the naming scheme."""
     known = list_models(pretrained=False)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name.strip().lower(), known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
         f"Unknown model {name!r}.{hint} Names are {{arch}}-{{dataset}}-r{{rank}} with arch in "
