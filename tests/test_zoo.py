@@ -461,3 +461,8 @@ def test_one_line_names_foreign_errors_and_trusts_our_own():
     except json.JSONDecodeError as foreign:
         line = one_line(foreign)
         assert line.startswith("JSONDecodeError: ") and line.endswith("--debug for the traceback)")
+
+
+def test_a_missing_local_path_is_named_as_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope does not exist\. Give a checkpoint folder"):
+        tensor_zoo.load(path=tmp_path / "nope")

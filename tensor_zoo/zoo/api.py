@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 def _local_files(path: Path) -> tuple[Path, Path]:
     """(config.json, model.safetensors) of a checkpoint folder or of its weights file."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist. Give a checkpoint folder (model.safetensors and "
+            f"config.json, as written by `tensor-zoo export`) or its model.safetensors file."
+        )
     folder = path if path.is_dir() else path.parent
     weights = path if path.is_file() else folder / WEIGHTS_FILE
     config = folder / CONFIG_FILE
