@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import cp_contract, cp_to_dense
-from tensor_zoo.networks.base import TensorNetwork
+from tensor_zoo.networks.base import TensorNetwork, check_int
 
 
 class CPNet(TensorNetwork):
@@ -43,9 +43,7 @@ class CPNet(TensorNetwork):
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
             feature_map, append_one, dropout, log_format, input_mean, input_std, {"rank": rank},
         )  # fmt: skip
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"CPNet rank must be a positive int, got {rank!r}.")
-        self.rank = rank
+        self.rank = check_int("CPNet rank", rank)
         d, m = self.num_positions, self.feature_dim
         self.factors = nn.Parameter(torch.empty(d, m, rank))
         self.weights = nn.Parameter(torch.empty(num_classes, rank))
