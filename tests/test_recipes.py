@@ -51,8 +51,9 @@ def test_fit_through_the_cli_logs_to_wandb_offline(name, tmp_path, data_root):
     assert "W&B: no login found, so this run is logged offline" in result.stderr
     (run_dir,) = list(tmp_path.glob(f"runs/{name}/wandb/offline-run-*"))
     assert list(run_dir.glob("run-*.wandb"))
-    assert (tmp_path / "runs" / name / "config.yaml").is_file()
-    assert list(tmp_path.glob(f"runs/{name}/**/checkpoints/last.ckpt"))
+    (last,) = list(tmp_path.glob(f"runs/{name}/**/checkpoints/last.ckpt"))
+    assert (last.parent.parent / "config.yaml").is_file()  # the run's own, beside its weights
+    assert not (tmp_path / "runs" / name / "config.yaml").exists()
 
 
 def test_no_subcommand_fits_then_tests_with_a_csv_logger(tmp_path, data_root):
@@ -81,21 +82,57 @@ def test_no_subcommand_fits_then_tests_with_a_csv_logger(tmp_path, data_root):
     )
 
 
-def test_two_devices_start_two_processes(tmp_path, data_root):
-    result = run_recipe("mnist", ["fit", *FAST, *CSV, "--trainer.devices=2"], tmp_path, data_root)
+def test_two_devices_fit_then_test_the_last_weights_when_no_validation_ran(tmp_path, data_root):
+    args = [*FAST, *CSV, "--trainer.devices=2", "--trainer.max_steps=2"]  # stops before validation
+    result = run_recipe("mnist", args, tmp_path, data_root)
     output = result.stdout + result.stderr
     assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
+    assert "so there is no best checkpoint: testing the last weights" in result.stderr
+    assert "test/acc" in csv_keys(tmp_path)
 
 
-def test_ckpt_path_resumes_from_the_saved_step(tmp_path, data_root):
-    run_recipe("mnist", ["fit", *FAST, *CSV], tmp_path, data_root)
-    (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
+def test_ckpt_path_resumes_from_the_saved_step_with_a_new_lr(tmp_path, data_root):
+    run_recipe("mnist", ["fit", *FAST, "--trainer.logger=false"], tmp_path, data_root)  # README
+    (last,) = list(tmp_path.glob("runs/mnist/version_0/checkpoints/last.ckpt"))
+    assert (last.parent.parent / "config.yaml").is_file()
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
-    args = ["fit", *FAST, *CSV, "--trainer.max_epochs=2", f"--ckpt_path={last}"]
+    args = ["fit", *FAST, *CSV, "--trainer.max_epochs=2", "--model.lr=0.001", f"--ckpt_path={last}"]
     result = run_recipe("mnist", args, tmp_path, data_root)
     assert "Restoring states from the checkpoint" in result.stdout + result.stderr
-    resumed = sorted(tmp_path.glob("csv/**/last.ckpt"), key=lambda p: p.stat().st_mtime)[-1]
+    assert "Resuming with new settings (they apply from the resumed step on): lr 0.003 -> 0.001" \
+        in result.stderr  # fmt: skip
+    (resumed,) = list(tmp_path.glob("csv/**/last.ckpt"))
     assert torch.load(resumed, map_location="cpu", weights_only=False)["global_step"] == 6
+
+
+def test_expected_failures_are_one_message_before_any_logger_run(tmp_path, monkeypatch, capsys):
+    """In-process (no interpreter start-up): no data, then a resume the checkpoint refuses."""
+    from tensor_zoo.data import MNISTDataModule
+    from tensor_zoo.lightning.cli import run_recipe as run_in_process
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("TENSOR_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TENSOR_ZOO_DATA", str(tmp_path / "nothing"))
+    config = RECIPES / "configs" / "mnist.yaml"
+    with pytest.raises(SystemExit) as info:
+        run_in_process(MNISTDataModule, config, ["fit", *FAST])
+    assert info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("Error: MNIST was not found.") and "Traceback" not in error
+    assert not (tmp_path / "runs").exists()  # no empty W&B run
+
+    make_idx_dataset(tmp_path / "nothing" / "mnist")
+    run_in_process(MNISTDataModule, config, ["fit", *FAST, "--trainer.logger=false"])
+    (last,) = list(tmp_path.glob("runs/mnist/version_0/checkpoints/last.ckpt"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_in_process(MNISTDataModule, config, ["fit", *FAST, "--trainer.logger=false",
+                                                 "--model.network.rank=4", f"--ckpt_path={last}"])
+    assert info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("Error: The checkpoint holds another network") and "rank: 16" in error
+    assert len(list(tmp_path.glob("runs/mnist/version_*"))) == 2  # runs never share a folder
 
 
 def test_print_config_is_complete_and_reusable(tmp_path, data_root):

@@ -107,6 +107,25 @@ class TensorZooCLI(LightningCLI):
             "`wandb sync <save_dir>/wandb/offline-run-*` (or log in: `wandb login`)."
         )
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        self.command_line = sys.argv[1:] if args is None else list(args)
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """With --ckpt_path, Lightning fills the model config from the checkpoint's
+        hyper-parameters, silently over the command line's values (a new --model.lr was
+        ignored). Here what the command line sets explicitly wins; the module then applies it
+        on resume or refuses it (another network shape) with a clear error."""
+        subcommand = self.config.get("subcommand")
+        before = self.config.clone()
+        super()._parse_ckpt_path()
+        if not subcommand or before == self.config:
+            return
+        for key in _model_keys(self.command_line):
+            name = f"{subcommand}.model.{key}"
+            if name in before:
+                self.config[name] = before[name]
+
     def prepare(self) -> None:
         """Before the trainer starts: read the data, so that a missing or damaged dataset
         fails before a logger run exists; drop LearningRateMonitor when there is no logger
@@ -142,7 +161,7 @@ def run_recipe(datamodule_class: type, config: Path, argv: list[str] | None = No
     """
     args = sys.argv[1:] if argv is None else argv
     try:
-        _run(datamodule_class, config, args)
+        _run(datamodule_class, config, argv)
     except EXPECTED_ERRORS as error:
         if _is_rank_zero():
             print(f"Error: {error}", file=sys.stderr)
@@ -154,9 +173,10 @@ def run_recipe(datamodule_class: type, config: Path, argv: list[str] | None = No
         raise SystemExit(130) from None
 
 
-def _run(datamodule_class: type, config: Path, args: list[str]) -> None:
+def _run(datamodule_class: type, config: Path, argv: list[str] | None) -> None:
+    args = sys.argv[1:] if argv is None else argv
     parser_kwargs = {"default_config_files": [str(config)]}
-    common = {"save_config_callback": RunConfigCallback, "args": args}
+    common = {"save_config_callback": RunConfigCallback, "args": argv}
     wants_subcommand = bool(args) and (args[0] in SUBCOMMANDS or args[0] in ("-h", "--help"))
     if wants_subcommand:
         TensorZooCLI(
@@ -184,6 +204,22 @@ def _run(datamodule_class: type, config: Path, args: list[str]) -> None:
             file=sys.stderr,
         )
     trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+
+
+def _model_keys(command_line: list[str]) -> list[str]:
+    """The model config keys that `--model.*` arguments set: `--model.lr=...` -> "lr",
+    `--model.network.rank=4` -> "network.init_args.rank", `--model.network=HTNet` -> "network"."""
+    keys = []
+    for arg in command_line:
+        if not arg.startswith("--model."):
+            continue
+        parts = arg.removeprefix("--model.").split("=", 1)[0].split(".")
+        if parts[0] == "network" and (len(parts) == 1 or parts[1] == "class_path"):
+            parts = ["network"]
+        elif parts[0] == "network" and parts[1] != "init_args":
+            parts = ["network", "init_args", *parts[1:]]
+        keys.append(".".join(parts))
+    return keys
 
 
 def _is_rank_zero() -> bool:
