@@ -365,3 +365,14 @@ def test_a_failed_download_names_its_reason_and_leaves_no_empty_folders(tmp_path
     assert message.count(str(tmp_path / "cache")) == 1
     assert "127.0.0.1:9" in message and "refused" in message.lower()  # the reason, not just a name
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"batch_size": 0}, {"batch_size": 8.0}, {"val_size": -1}, {"num_workers": True},
+     {"seed": "0"}],
+)  # fmt: skip
+def test_data_module_arguments_are_checked_by_name(arguments):
+    (name,) = arguments
+    with pytest.raises(ValueError, match=f"{name} must be an int"):
+        DigitsDataModule(**arguments)

@@ -39,6 +39,20 @@ def run_recipe(name, args, cwd, data_root, timeout=300):
     return result
 
 
+def fit_in_process(name, args, cwd, data_root, monkeypatch):
+    """A recipe run in this process (no interpreter start-up), its environment isolated."""
+    from tensor_zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
+    from tensor_zoo.lightning.cli import run_recipe as run_in_process
+
+    modules = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule,
+               "cifar10": CIFAR10DataModule}  # fmt: skip
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("TENSOR_ZOO_CACHE", str(cwd / "cache"))
+    monkeypatch.setenv("TENSOR_ZOO_DATA", str(data_root))
+    run_in_process(modules[name], RECIPES / "configs" / f"{name}.yaml", args)
+
+
 def csv_keys(cwd):
     (metrics,) = list(Path(cwd, "csv").rglob("metrics.csv"))
     with open(metrics) as stream:
@@ -106,42 +120,37 @@ def test_ckpt_path_resumes_from_the_saved_step_with_a_new_lr(tmp_path, data_root
 
 
 def test_expected_failures_are_one_message_before_any_logger_run(tmp_path, monkeypatch, capsys):
-    """In-process (no interpreter start-up): no data, then a resume the checkpoint refuses."""
-    from tensor_zoo.data import MNISTDataModule
-    from tensor_zoo.lightning.cli import run_recipe as run_in_process
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("TENSOR_ZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TENSOR_ZOO_DATA", str(tmp_path / "nothing"))
-    config = RECIPES / "configs" / "mnist.yaml"
+    """In-process: no data, then a resume the checkpoint refuses."""
     with pytest.raises(SystemExit) as info:
-        run_in_process(MNISTDataModule, config, ["fit", *FAST])
+        fit_in_process("mnist", ["fit", *FAST], tmp_path, tmp_path / "nothing", monkeypatch)
     assert info.value.code == 1
     error = capsys.readouterr().err
     assert error.startswith("Error: MNIST was not found.") and "Traceback" not in error
     assert not (tmp_path / "runs").exists()  # no empty W&B run
 
     make_idx_dataset(tmp_path / "nothing" / "mnist")
-    run_in_process(MNISTDataModule, config, ["fit", *FAST, "--trainer.logger=false"])
+    no_logger = ["fit", *FAST, "--trainer.logger=false"]
+    fit_in_process("mnist", no_logger, tmp_path, tmp_path / "nothing", monkeypatch)
     (last,) = list(tmp_path.glob("runs/mnist/version_0/checkpoints/last.ckpt"))
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
-        run_in_process(MNISTDataModule, config, ["fit", *FAST, "--trainer.logger=false",
-                                                 "--model.network.rank=4", f"--ckpt_path={last}"])
+        fit_in_process("mnist", [*no_logger, "--model.network.rank=4", f"--ckpt_path={last}"],
+                       tmp_path, tmp_path / "nothing", monkeypatch)  # fmt: skip
     assert info.value.code == 1
     error = capsys.readouterr().err
     assert error.startswith("Error: The checkpoint holds another network") and "rank: 16" in error
     assert len(list(tmp_path.glob("runs/mnist/version_*"))) == 2  # runs never share a folder
 
 
-def test_print_config_is_complete_and_reusable(tmp_path, data_root):
-    result = run_recipe(
-        "cifar10", ["fit", "--print_config", "--model.network=CPNet"], tmp_path, data_root
-    )
+def test_print_config_is_complete_and_reusable(tmp_path, data_root, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as info:
+        fit_in_process("cifar10", ["fit", "--print_config", "--model.network=CPNet"], tmp_path,
+                       data_root, monkeypatch)  # fmt: skip
+    assert info.value.code == 0
+    printed = capsys.readouterr().out
     config = tmp_path / "config.yaml"
-    config.write_text(result.stdout)
-    assert "class_path: tensor_zoo.networks.cp.CPNet" in result.stdout or "CPNet" in result.stdout
+    config.write_text(printed)
+    assert "class_path: tensor_zoo.networks.cp.CPNet" in printed or "CPNet" in printed
     run_recipe("cifar10", ["fit", f"--config={config}", *FAST, *CSV], tmp_path, data_root)
     assert "test/acc" not in csv_keys(tmp_path)  # fit only
 
@@ -154,10 +163,10 @@ def test_testing_sends_a_confusion_matrix_and_sample_predictions_to_wandb(tmp_pa
     assert any(name.startswith("sample_predictions") for name in tables), tables
 
 
-def test_two_device_test_accuracy_counts_each_image_once(tmp_path):
+def test_two_device_test_accuracy_counts_each_image_once(tmp_path, monkeypatch):
     """21 test images on 2 processes: the padded default sampler would score 22."""
     make_idx_dataset(tmp_path / "data" / "mnist", test=21)
-    run_recipe("mnist", ["fit", *FAST, *CSV], tmp_path, tmp_path / "data")
+    fit_in_process("mnist", ["fit", *FAST, *CSV], tmp_path, tmp_path / "data", monkeypatch)
     (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
     accuracies = {}
     for devices in (1, 2):

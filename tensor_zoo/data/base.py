@@ -159,6 +159,12 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self, batch_size: int = 64, val_size: int = 5000, seed: int = 0, num_workers: int = 0
     ) -> None:
         super().__init__()
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1), ("val_size", val_size, 0), ("seed", seed, 0),
+            ("num_workers", num_workers, 0),
+        ):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
         self.batch_size = batch_size
         self.val_size = val_size
         self.seed = seed

@@ -171,6 +171,10 @@ def run_recipe(datamodule_class: type, config: Path, argv: list[str] | None = No
             command = _resume_command(args, stop.path)
             print(f"{stop} Resume with:\n  {command}", file=sys.stderr)
         raise SystemExit(130) from None
+    except KeyboardInterrupt:  # outside training (reading data, testing): nothing to save
+        if _is_rank_zero():
+            print("Interrupted.", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _run(datamodule_class: type, config: Path, argv: list[str] | None) -> None:

@@ -249,13 +249,13 @@ class TensorNetwork(nn.Module):
             if self._training_range_checked:
                 return
             self._training_range_checked = True
-        low, high = (value.item() for value in normalised.detach().aminmax())
-        if max(-low, high) <= INPUT_RANGE_LIMIT:  # NaN inputs are not a range problem
+        peak = normalised.detach().abs().amax().item()
+        if not peak > INPUT_RANGE_LIMIT:  # NaN inputs are not a range problem
             return
         self._range_warned = True
         mean, std = self.input_mean.tolist(), self.input_std.tolist()
         warnings.warn(
-            f"{type(self).__name__}: the input images reach {max(-low, high):.0f} standard "
+            f"{type(self).__name__}: the input images reach {peak:.0f} standard "
             f"deviations from the mean the network normalises with (input_mean={mean}, "
             f"input_std={std}), so its outputs are meaningless. It takes raw images scaled to "
             f"[0, 1] and normalises them itself: divide 8-bit values by 255, and undo any "
