@@ -141,6 +141,17 @@ def test_expected_failures_are_one_message_before_any_logger_run(tmp_path, monke
     assert error.startswith("Error: The checkpoint holds another network") and "rank: 16" in error
     assert len(list(tmp_path.glob("runs/mnist/version_*"))) == 2  # runs never share a folder
 
+    ctrl_c = ["--trainer.callbacks+=test_lightning.CtrlC", "--trainer.callbacks.step=2"]
+    with pytest.raises(SystemExit) as info:  # a real SIGINT during step 2
+        fit_in_process("mnist", [*no_logger, *ctrl_c], tmp_path, tmp_path / "nothing", monkeypatch)
+    assert info.value.code == 130
+    error = capsys.readouterr().err
+    saved = Path("runs", "mnist", "version_2", "checkpoints", "last.ckpt")
+    assert (tmp_path / saved).is_file()
+    assert f"Interrupted at step 2; the run was saved to {saved}. Resume with:\n" in error
+    assert error.rstrip().endswith(f"fit {' '.join(no_logger[1:])} {' '.join(ctrl_c)} "
+                                   f"--ckpt_path={saved}")  # fmt: skip
+
 
 def test_print_config_is_complete_and_reusable(tmp_path, data_root, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
