@@ -232,3 +232,19 @@ def test_divergence_advice_names_a_checkpoint_only_when_one_exists(tmp_path):
     assert f"--ckpt_path={last}" in str(info.value) and last.is_file()
     assert "--trainer.gradient_clip_val=1.0" in str(info.value)
     assert "--model.lr=0.005 (now 0.01)" in str(info.value)
+
+
+def test_a_checkpoint_with_the_former_cosine_scheduler_state_resumes(tmp_path):
+    trainer, model, data = digits_run(tmp_path / "a", 2)
+    trainer.fit(model, datamodule=data)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    optimizer = torch.optim.AdamW(model.network.parameter_groups(1e-2))
+    former = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=40)  # before LambdaLR
+    former.step()
+    former.step()
+    checkpoint["lr_schedulers"] = [former.state_dict()]
+    torch.save(checkpoint, last)
+    trainer, model, data = digits_run(tmp_path / "b", 4)
+    trainer.fit(model, datamodule=data, ckpt_path=last)
+    assert trainer.global_step == 4

@@ -203,6 +203,9 @@ class TensorNetClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, before any weight is loaded, the overrides a checkpoint cannot honour."""
         saved = checkpoint.get("hyper_parameters", {})
+        if self.hparams.scheduler != "onecycle":  # runs saved with the former Cosine/Sequential
+            for state in checkpoint.get("lr_schedulers", []):  # LR schedulers resume as LambdaLR
+                state.setdefault("lr_lambdas", [None] * len(state.get("base_lrs", [])))
         saved_network, network = saved.get("network", {}), self.hparams.network
         differences = [
             f"{key}: {saved_network.get('init_args', {}).get(key)!r} in the checkpoint, "
