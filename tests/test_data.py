@@ -11,6 +11,7 @@ import torch
 
 from tensor_zoo.data import (
     CIFAR10DataModule,
+    DatasetCorruptError,
     DatasetNotFoundError,
     DigitsDataModule,
     FashionMNISTDataModule,
@@ -220,3 +221,158 @@ def test_mnist_augmentation_is_off_by_default_and_only_touches_training(tmp_path
     data = MNISTDataModule(root=str(tmp_path), download=False, augment=True, val_size=10)
     batch = (torch.rand(4, 1, 28, 28), torch.arange(4))
     assert data.on_after_batch_transfer(batch, 0) is batch  # no trainer: not training
+
+
+def py2_cifar_pickle(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch as Python 2's cPickle (protocol 2) wrote the official python release: str keys
+    (SHORT_BINSTRING), the array through numpy.core.multiarray._reconstruct."""
+
+    def string(value: bytes) -> bytes:
+        if len(value) < 256:
+            return b"U" + bytes([len(value)]) + value
+        return b"T" + struct.pack("<I", len(value)) + value
+
+    def integer(value: int) -> bytes:
+        return b"J" + struct.pack("<i", value)
+
+    dtype = (
+        b"cnumpy\ndtype\n" + string(b"u1") + integer(0) + integer(1) + b"\x87R("
+        + integer(3) + string(b"|") + b"NNN" + integer(-1) + integer(-1) + integer(0) + b"tb"
+    )  # fmt: skip
+    array = (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + integer(0) + b"\x85"
+        + string(b"b") + b"\x87R(" + integer(1) + integer(data.shape[0]) + integer(data.shape[1])
+        + b"\x86" + dtype + b"\x89" + string(data.astype(np.uint8).tobytes()) + b"tb"
+    )  # fmt: skip
+    values = b"](" + b"".join(integer(label) for label in labels) + b"e"
+    return (
+        b"\x80\x02}(" + string(b"batch_label") + string(b"training batch 1 of 5")
+        + string(b"data") + array + string(b"labels") + values + b"u."
+    )  # fmt: skip
+
+
+def test_cifar10_python_release_as_python_2_wrote_it(tmp_path):
+    batches = write_cifar_fixture(tmp_path / "cifar10", "python")
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    for name, (data, labels) in batches.items():
+        blob = py2_cifar_pickle(data, labels.tolist())
+        assert pickle.loads(blob, encoding="bytes")[b"labels"] == labels.tolist()  # a real pickle
+        (folder / name).write_bytes(blob)
+    data = CIFAR10DataModule(root=str(tmp_path), download=False, val_size=6, batch_size=12)
+    data.setup()
+    images, labels = next(iter(data.test_dataloader()))
+    test_data, test_labels = batches["test_batch"]
+    assert torch.equal((images * 255).round().to(torch.uint8).flatten(1), torch.from_numpy(
+        test_data.astype(np.uint8)))  # fmt: skip
+    assert labels.tolist() == test_labels.tolist()
+
+
+class _PlantedPayload:
+    """Unpickling this runs `open(path, "w")`: it creates a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("where", ["top", "inside the data"])
+def test_a_planted_cifar_pickle_is_refused_without_running_it(tmp_path, where):
+    write_cifar_fixture(tmp_path / "cifar10", "python")
+    marker = tmp_path / "planted-code-ran"
+    payload = _PlantedPayload(marker)
+    batch = payload if where == "top" else {b"data": payload, b"labels": [0]}
+    blob = pickle.dumps(batch, protocol=2)
+    pickle.loads(pickle.dumps(_PlantedPayload(tmp_path / "probe"), protocol=2))
+    assert (tmp_path / "probe").exists()  # plain pickle.load would run it
+    target = tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1"
+    target.write_bytes(blob)
+    with pytest.raises(DatasetCorruptError, match="is refused: it asks to run") as info:
+        CIFAR10DataModule(root=str(tmp_path), download=False).setup()
+    assert not marker.exists()
+    assert str(target) in str(info.value) and "download CIFAR-10 again" in str(info.value)
+
+
+def _flip(path, offset):
+    blob = bytearray(path.read_bytes())
+    blob[offset] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+def _cut(path, keep=0.5):
+    blob = path.read_bytes()
+    path.write_bytes(blob[: int(len(blob) * keep)])
+
+
+IDX_FAULTS = {
+    "gz truncated": (True, "t10k-images-idx3-ubyte.gz", _cut, "cannot be decompressed"),
+    "gz flipped byte": (True, "train-images-idx3-ubyte.gz", lambda p: _flip(p, 300),
+                        "cannot be decompressed"),
+    "gz empty": (True, "train-labels-idx1-ubyte.gz", lambda p: _cut(p, 0), "not an unsigned-byte"),
+    "plain truncated": (False, "t10k-images-idx3-ubyte", lambda p: _cut(p, 0.9), "is truncated"),
+    "header flipped": (False, "train-images-idx3-ubyte", lambda p: _flip(p, 2),
+                       "not an unsigned-byte IDX"),
+    "count in header flipped": (False, "t10k-labels-idx1-ubyte", lambda p: _flip(p, 7),
+                                "has trailing bytes|is truncated"),
+    "label byte flipped": (False, "train-labels-idx1-ubyte", lambda p: _flip(p, 8 + 5),
+                           "holds label 250, outside 0..9"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", list(IDX_FAULTS))
+def test_damaged_idx_files_are_named_with_what_to_do(tmp_path, fault):
+    compress, name, damage, problem = IDX_FAULTS[fault]
+    make_idx_dataset(tmp_path / "mnist", compress=compress)
+    damage(tmp_path / "mnist" / name)
+    with pytest.raises(DatasetCorruptError, match=problem) as info:
+        MNISTDataModule(root=str(tmp_path), download=False).setup()
+    assert str(tmp_path / "mnist" / name) in str(info.value)
+    assert "delete it and download it again" in str(info.value)
+
+
+CIFAR_FAULTS = {
+    "tar.xz truncated": ("archive-xz", "cifar-10-binary.tar.xz", _cut, "cannot be unpacked"),
+    "tar.gz flipped byte": ("archive-gz", "cifar-10-binary.tar.gz", lambda p: _flip(p, 2000),
+                            "cannot be unpacked"),
+    "binary truncated": ("binary", "cifar-10-batches-bin/data_batch_3.bin", lambda p: _cut(p, 0.7),
+                         "not whole 3,073-byte CIFAR-10 records"),
+    "binary label flipped": ("binary", "cifar-10-batches-bin/test_batch.bin",
+                             lambda p: _flip(p, 3073), "outside 0..9"),
+    "pickle truncated": ("python", "cifar-10-batches-py/data_batch_2", _cut,
+                         "is not a readable pickle"),
+    "pickle flipped byte": ("python", "cifar-10-batches-py/test_batch", lambda p: _flip(p, 1),
+                            "is not a readable pickle"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", list(CIFAR_FAULTS))
+def test_damaged_cifar_files_are_named_with_what_to_do(tmp_path, fault):
+    layout, name, damage, problem = CIFAR_FAULTS[fault]
+    write_cifar_fixture(tmp_path / "cifar10", layout)
+    damage(tmp_path / "cifar10" / name)
+    with pytest.raises(DatasetCorruptError, match=problem) as info:
+        CIFAR10DataModule(root=str(tmp_path), download=False).setup()
+    assert str(tmp_path / "cifar10" / name) in str(info.value)
+
+
+def test_a_failed_download_names_its_reason_and_leaves_no_empty_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.MNIST.mirrors", ["http://127.0.0.1:9/"])  # refused
+    monkeypatch.setenv("TENSOR_ZOO_DATA", str(tmp_path / "cache"))  # the cache named twice
+    with pytest.raises(DatasetNotFoundError) as info:
+        MNISTDataModule().setup()
+    message = str(info.value)
+    assert message.count(str(tmp_path / "cache")) == 1
+    assert "127.0.0.1:9" in message and "refused" in message.lower()  # the reason, not just a name
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"batch_size": 0}, {"batch_size": 8.0}, {"val_size": -1}, {"num_workers": True},
+     {"seed": "0"}],
+)  # fmt: skip
+def test_data_module_arguments_are_checked_by_name(arguments):
+    (name,) = arguments
+    with pytest.raises(ValueError, match=f"{name} must be an int"):
+        DigitsDataModule(**arguments)

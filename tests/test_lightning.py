@@ -1,10 +1,15 @@
+import os
+import signal
+
 import lightning as L
 import pytest
 import torch
 from conftest import VARIANTS
 from torch.utils.data import DataLoader, TensorDataset
 
+from tensor_zoo import TTNet
 from tensor_zoo.lightning import TensorNetClassifier
+from tensor_zoo.lightning.module import ResumeMismatchError, TrainingDiverged
 
 
 def tiny_loaders(count: int = 96) -> tuple[DataLoader, DataLoader]:
@@ -112,5 +117,134 @@ def test_a_diverged_loss_stops_training_with_advice(value, tmp_path):
         max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
         log_every_n_steps=1, default_root_dir=tmp_path,
     )  # fmt: skip
-    with pytest.raises(FloatingPointError, match=r"label_smoothing=0\.1"):
+    with pytest.raises(FloatingPointError, match=r"label_smoothing=0\.1") as info:
         trainer.fit(model, train)
+    assert "no checkpoint was saved before the jump" in str(info.value)
+
+
+def digits_run(tmp_path, max_steps, callbacks=(), **module_args):
+    """A seeded run on the digits data, augmented, with dropout, saving last.ckpt every step."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tensor_zoo.data import DigitsDataModule
+    from tensor_zoo.lightning.callbacks import SaveOnInterrupt
+
+    L.seed_everything(0, verbose=False)
+    data = DigitsDataModule(batch_size=128)
+    data.augment, data.shift_pixels = True, 1  # random shifts and flips of every batch
+    network = TTNet(image_size=8, patch_size=2, feature_dim=4, rank=4, dropout=0.2,
+                    input_mean=data.mean, input_std=data.std)  # fmt: skip
+    model = TensorNetClassifier(network, **{"lr": 1e-2, "warmup_fraction": 0.2, **module_args})
+    checkpoint = ModelCheckpoint(tmp_path / "checkpoints", save_last=True, save_top_k=0,
+                                 every_n_train_steps=1)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=max_steps, limit_val_batches=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu",
+        callbacks=[*callbacks, SaveOnInterrupt(), checkpoint],
+    )  # fmt: skip
+    return trainer, model, data
+
+
+class Crash(L.Callback):
+    """Stands in for kill -9 at the start of step `step`: nothing runs after the last save."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("killed")
+
+
+class CtrlC(L.Callback):
+    """Sends this process a real SIGINT during step `step`, as Ctrl-C in a terminal does."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize(("stop", "error"), [(Crash(7), RuntimeError), (CtrlC(5), None)])
+def test_a_killed_or_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, stop, error):
+    """10 batches per epoch: stopped mid-epoch 0, resumed across the epoch boundary."""
+    from tensor_zoo.lightning.callbacks import TrainingInterrupted
+
+    trainer, model, data = digits_run(tmp_path / "whole", 14)
+    trainer.fit(model, datamodule=data)
+    assert trainer.num_training_batches == 10
+    expected = model.state_dict()
+
+    trainer, model, data = digits_run(tmp_path / "parts", 14, callbacks=[stop])
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(error or TrainingInterrupted) as info:
+        trainer.fit(model, datamodule=data)
+    last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
+    saved_step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    if error is None:  # Ctrl-C: the step it reached is saved and named
+        assert info.value.path == last and info.value.step == saved_step == 5
+        assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C is the user's again
+    else:
+        assert saved_step == 7
+
+    trainer, model, data = digits_run(tmp_path / "resumed", 14)
+    trainer.fit(model, datamodule=data, ckpt_path=last)
+    assert trainer.global_step == 14
+    resumed = model.state_dict()
+    assert all(torch.equal(resumed[name], value) for name, value in expected.items())
+
+
+def test_a_resumed_run_applies_a_new_learning_rate_and_refuses_another_network(tmp_path):
+    trainer, model, data = digits_run(tmp_path / "a", 3, scheduler="constant")
+    trainer.fit(model, datamodule=data)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    lrs = []
+
+    class RecordLR(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    args = {"lr": 1e-3, "scheduler": "constant"}
+    trainer, model, data = digits_run(tmp_path / "b", 5, [RecordLR()], **args)
+    trainer.fit(model, datamodule=data, ckpt_path=last)
+    assert lrs == [1e-3, 1e-3]
+
+    trainer, model, data = digits_run(tmp_path / "c", 5, scheduler="constant")
+    model = TensorNetClassifier(TTNet(image_size=8, patch_size=2, feature_dim=4, rank=5))
+    with pytest.raises(ResumeMismatchError, match=r"rank: 4 in the checkpoint, 5 now"):
+        trainer.fit(model, datamodule=data, ckpt_path=last)
+
+
+def test_divergence_advice_names_a_checkpoint_only_when_one_exists(tmp_path):
+    class Explode(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 2:
+                with torch.no_grad():
+                    pl_module.network.cores[3].mul_(1e8)
+
+    trainer, model, data = digits_run(tmp_path, 5, [Explode()])
+    trainer.log_every_n_steps = 1
+    with pytest.raises(TrainingDiverged, match="at step 2") as info:
+        trainer.fit(model, datamodule=data)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert f"--ckpt_path={last}" in str(info.value) and last.is_file()
+    assert "--trainer.gradient_clip_val=1.0" in str(info.value)
+    assert "--model.lr=0.005 (now 0.01)" in str(info.value)
+
+
+def test_a_checkpoint_with_the_former_cosine_scheduler_state_resumes(tmp_path):
+    trainer, model, data = digits_run(tmp_path / "a", 2)
+    trainer.fit(model, datamodule=data)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    optimizer = torch.optim.AdamW(model.network.parameter_groups(1e-2))
+    former = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=40)  # before LambdaLR
+    former.step()
+    former.step()
+    checkpoint["lr_schedulers"] = [former.state_dict()]
+    torch.save(checkpoint, last)
+    trainer, model, data = digits_run(tmp_path / "b", 4)
+    trainer.fit(model, datamodule=data, ckpt_path=last)
+    assert trainer.global_step == 4

@@ -1,6 +1,10 @@
+import warnings
+
 import pytest
 import torch
 from conftest import VARIANTS, brute_force_logits
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tensor_zoo import CPNet, HTNet, TTNet, build_network
 from tensor_zoo.networks.base import TensorNetwork
@@ -211,3 +215,168 @@ def test_integer_images_are_refused_with_advice():
 def test_build_network_refuses_unknown_classes():
     with pytest.raises(ValueError, match=r"Unknown network class 'os\.system'"):
         build_network({"class_path": "os.system", "init_args": {}})
+
+
+SMALL = {"in_channels": 1, "image_size": 8, "patch_size": 2, "feature_dim": 3, "rank": 2}
+
+
+@pytest.mark.parametrize(("cls", "extra"), VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_images_of_another_float_dtype_are_cast_to_the_network(cls, extra, dtype):
+    net = cls(**SMALL, **extra).eval()
+    images = torch.rand(3, 1, 8, 8)
+    expected = net(images.to(dtype).float())
+    torch.testing.assert_close(net(images.to(dtype)), expected)
+
+
+@pytest.mark.parametrize(("cls", "extra"), VARIANTS)
+def test_an_empty_batch_gives_empty_logits(cls, extra):
+    net = cls(**SMALL, num_classes=4, **extra)
+    images = torch.zeros(0, 1, 8, 8, requires_grad=True)
+    logits = net(images)
+    assert logits.shape == (0, 4)
+    logits.sum().backward()  # a training step on it does not fail either
+    assert images.grad.shape == images.shape
+
+
+BAD_ARGUMENTS = [
+    ({"rank": "16"}, TypeError, r"rank must be an int"),
+    ({"rank": True}, TypeError, r"rank must be an int"),
+    ({"rank": 16.0}, TypeError, r"rank must be an int"),
+    ({"rank": [2.5] * 15}, TypeError, r"rank must be an int"),
+    ({"patch_size": 7.0}, TypeError, r"patch_size must be an int, got 7\.0"),
+    ({"in_channels": 0}, ValueError, r"in_channels must be at least 1, got 0"),
+    ({"num_classes": True}, TypeError, r"num_classes must be an int"),
+    ({"image_size": "28"}, TypeError, r"image_size must be an int or \(height, width\)"),
+    ({"image_size": [28, 28, 28]}, TypeError, r"image_size must be an int or \(height, width\)"),
+    ({"stride": 3.5}, TypeError, r"stride must be an int"),
+    ({"dropout": "0.1"}, TypeError, r"dropout must be a number"),
+    ({"append_one": "no"}, TypeError, r"append_one must be True or False"),
+    ({"input_mean": [float("nan")]}, ValueError, r"input_mean values must be finite"),
+    ({"input_std": [float("inf")]}, ValueError, r"input_std values must be finite and positive"),
+    ({"input_mean": "0"}, TypeError, r"input_mean must be a list of 1 numbers"),
+]
+
+
+@pytest.mark.parametrize(("cls", "extra"), VARIANTS)
+@pytest.mark.parametrize(("arguments", "error", "message"), BAD_ARGUMENTS)
+def test_constructor_arguments_of_the_wrong_type_or_value_are_named(
+    cls, extra, arguments, error, message
+):
+    if cls is HTNet and "rank" in arguments and isinstance(arguments["rank"], list):
+        arguments = {"rank": [2.5] * 4}
+    with pytest.raises(error, match=message):
+        cls(**{**extra, **arguments})
+
+
+@pytest.mark.parametrize(
+    ("name", "transform"),
+    [("[0, 255] floats", lambda x: x * 255), ("normalised twice", lambda x: (x - 0.13) / 0.31)],
+)
+def test_images_far_outside_the_training_range_warn_once(name, transform):
+    net = TTNet(**SMALL, input_mean=[0.13], input_std=[0.31]).eval()
+    images = torch.rand(4, 1, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # images in [0, 1]: no warning
+        net(images)
+        net.train()(images)
+    net.eval()
+    with pytest.warns(UserWarning, match="standard deviations from the mean") as record:
+        net(transform(images))
+        net(transform(images))
+    assert len([w for w in record if "standard deviations" in str(w.message)]) == 1
+
+
+def test_the_range_check_stays_out_of_torch_export():
+    net = CPNet(**SMALL, input_mean=[0.5], input_std=[0.25]).eval()
+    images = torch.rand(2, 1, 8, 8)
+    exported = torch.export.export(
+        net, (images,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.testing.assert_close(exported.module()(images[:1].repeat(3, 1, 1, 1)),
+                               net(images[:1].repeat(3, 1, 1, 1)))  # fmt: skip
+
+
+# ------------------------------------------------------------------ properties (hypothesis)
+
+PROPERTY_NETS = {
+    pytest_param.id: pytest_param.values[0](
+        **SMALL, num_classes=3, input_mean=[0.3], input_std=[0.3], **pytest_param.values[1]
+    ).eval()
+    for pytest_param in VARIANTS
+}
+FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    variant=st.sampled_from(sorted(PROPERTY_NETS)),
+    batch=st.integers(0, 5),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_any_batch_of_images_in_range_gives_finite_per_image_logits(variant, batch, dtype, seed):
+    net = PROPERTY_NETS[variant]
+    images = torch.rand(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # images in [0, 1] never warn
+        logits = net(images)
+        assert logits.shape == (batch, 3) and logits.dtype == torch.float32
+        assert torch.isfinite(logits).all()
+        for index in range(batch):  # every image is scored on its own
+            torch.testing.assert_close(logits[index : index + 1], net(images[index : index + 1]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(scale=st.floats(300.0, 1e4), shift=st.floats(-1e3, 1e3))
+def test_any_input_far_outside_the_training_range_warns(scale, shift):
+    net = TTNet(**SMALL, num_classes=3, input_mean=[0.3], input_std=[0.3]).eval()
+    images = torch.rand(2, 1, 8, 8) * scale + shift
+    with pytest.warns(UserWarning, match="standard deviations"), torch.no_grad():
+        net(images)
+
+
+INT_ARGUMENTS = ["in_channels", "patch_size", "feature_dim", "num_classes", "rank", "stride"]
+NOT_INTS = st.one_of(
+    st.booleans(), st.floats(allow_nan=True), st.text(max_size=3), st.none(),
+    st.lists(st.floats(), max_size=2), st.integers(max_value=0),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cls=st.sampled_from([CPNet, TTNet, HTNet]),
+    name=st.sampled_from(INT_ARGUMENTS),
+    value=NOT_INTS,
+)
+def test_any_non_positive_int_argument_is_refused_by_name(cls, name, value):
+    if name == "stride" and value is None:
+        return  # None is stride's default: patches without overlap
+    with pytest.raises((TypeError, ValueError)) as info:
+        cls(**{**SMALL, name: value})
+    assert name in str(info.value)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cls=st.sampled_from([CPNet, TTNet, HTNet]),
+    grid=st.sampled_from([(1, 2), (2, 2), (2, 4), (4, 4)]),
+    patch_size=st.integers(1, 3),
+    feature_dim=st.integers(2, 4),
+    rank=st.integers(1, 4),
+    num_classes=st.integers(1, 4),
+    channels=st.integers(1, 3),
+)
+def test_any_valid_configuration_builds_and_round_trips(
+    cls, grid, patch_size, feature_dim, rank, num_classes, channels
+):
+    net = cls(
+        in_channels=channels, image_size=[side * patch_size for side in grid],
+        patch_size=patch_size, feature_dim=feature_dim, rank=rank, num_classes=num_classes,
+        input_mean=[0.5] * channels, input_std=[0.2] * channels,
+        **({"ordering": "raster"} if cls is HTNet else {}),
+    )  # fmt: skip
+    images = torch.rand(2, channels, grid[0] * patch_size, grid[1] * patch_size)
+    rebuilt = build_network(net.config)
+    rebuilt.load_state_dict(net.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(images), net.eval()(images))

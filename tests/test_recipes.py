@@ -39,6 +39,20 @@ def run_recipe(name, args, cwd, data_root, timeout=300):
     return result
 
 
+def fit_in_process(name, args, cwd, data_root, monkeypatch):
+    """A recipe run in this process (no interpreter start-up), its environment isolated."""
+    from tensor_zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
+    from tensor_zoo.lightning.cli import run_recipe as run_in_process
+
+    modules = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule,
+               "cifar10": CIFAR10DataModule}  # fmt: skip
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("TENSOR_ZOO_CACHE", str(cwd / "cache"))
+    monkeypatch.setenv("TENSOR_ZOO_DATA", str(data_root))
+    run_in_process(modules[name], RECIPES / "configs" / f"{name}.yaml", args)
+
+
 def csv_keys(cwd):
     (metrics,) = list(Path(cwd, "csv").rglob("metrics.csv"))
     with open(metrics) as stream:
@@ -51,8 +65,9 @@ def test_fit_through_the_cli_logs_to_wandb_offline(name, tmp_path, data_root):
     assert "W&B: no login found, so this run is logged offline" in result.stderr
     (run_dir,) = list(tmp_path.glob(f"runs/{name}/wandb/offline-run-*"))
     assert list(run_dir.glob("run-*.wandb"))
-    assert (tmp_path / "runs" / name / "config.yaml").is_file()
-    assert list(tmp_path.glob(f"runs/{name}/**/checkpoints/last.ckpt"))
+    (last,) = list(tmp_path.glob(f"runs/{name}/**/checkpoints/last.ckpt"))
+    assert (last.parent.parent / "config.yaml").is_file()  # the run's own, beside its weights
+    assert not (tmp_path / "runs" / name / "config.yaml").exists()
 
 
 def test_no_subcommand_fits_then_tests_with_a_csv_logger(tmp_path, data_root):
@@ -81,30 +96,72 @@ def test_no_subcommand_fits_then_tests_with_a_csv_logger(tmp_path, data_root):
     )
 
 
-def test_two_devices_start_two_processes(tmp_path, data_root):
-    result = run_recipe("mnist", ["fit", *FAST, *CSV, "--trainer.devices=2"], tmp_path, data_root)
+def test_two_devices_fit_then_test_the_last_weights_when_no_validation_ran(tmp_path, data_root):
+    args = [*FAST, *CSV, "--trainer.devices=2", "--trainer.max_steps=2"]  # stops before validation
+    result = run_recipe("mnist", args, tmp_path, data_root)
     output = result.stdout + result.stderr
     assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
+    assert "so there is no best checkpoint: testing the last weights" in result.stderr
+    assert "test/acc" in csv_keys(tmp_path)
 
 
-def test_ckpt_path_resumes_from_the_saved_step(tmp_path, data_root):
-    run_recipe("mnist", ["fit", *FAST, *CSV], tmp_path, data_root)
-    (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
+def test_ckpt_path_resumes_from_the_saved_step_with_a_new_lr(tmp_path, data_root):
+    run_recipe("mnist", ["fit", *FAST, "--trainer.logger=false"], tmp_path, data_root)  # README
+    (last,) = list(tmp_path.glob("runs/mnist/version_0/checkpoints/last.ckpt"))
+    assert (last.parent.parent / "config.yaml").is_file()
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
-    args = ["fit", *FAST, *CSV, "--trainer.max_epochs=2", f"--ckpt_path={last}"]
+    args = ["fit", *FAST, *CSV, "--trainer.max_epochs=2", "--model.lr=0.001", f"--ckpt_path={last}"]
     result = run_recipe("mnist", args, tmp_path, data_root)
     assert "Restoring states from the checkpoint" in result.stdout + result.stderr
-    resumed = sorted(tmp_path.glob("csv/**/last.ckpt"), key=lambda p: p.stat().st_mtime)[-1]
+    assert "Resuming with new settings (they apply from the resumed step on): lr 0.003 -> 0.001" \
+        in result.stderr  # fmt: skip
+    (resumed,) = list(tmp_path.glob("csv/**/last.ckpt"))
     assert torch.load(resumed, map_location="cpu", weights_only=False)["global_step"] == 6
 
 
-def test_print_config_is_complete_and_reusable(tmp_path, data_root):
-    result = run_recipe(
-        "cifar10", ["fit", "--print_config", "--model.network=CPNet"], tmp_path, data_root
-    )
+def test_expected_failures_are_one_message_before_any_logger_run(tmp_path, monkeypatch, capsys):
+    """In-process: no data, then a resume the checkpoint refuses."""
+    with pytest.raises(SystemExit) as info:
+        fit_in_process("mnist", ["fit", *FAST], tmp_path, tmp_path / "nothing", monkeypatch)
+    assert info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("Error: MNIST was not found.") and "Traceback" not in error
+    assert not (tmp_path / "runs").exists()  # no empty W&B run
+
+    make_idx_dataset(tmp_path / "nothing" / "mnist")
+    no_logger = ["fit", *FAST, "--trainer.logger=false"]
+    fit_in_process("mnist", no_logger, tmp_path, tmp_path / "nothing", monkeypatch)
+    (last,) = list(tmp_path.glob("runs/mnist/version_0/checkpoints/last.ckpt"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        fit_in_process("mnist", [*no_logger, "--model.network.rank=4", f"--ckpt_path={last}"],
+                       tmp_path, tmp_path / "nothing", monkeypatch)  # fmt: skip
+    assert info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("Error: The checkpoint holds another network") and "rank: 16" in error
+    assert len(list(tmp_path.glob("runs/mnist/version_*"))) == 2  # runs never share a folder
+
+    ctrl_c = ["--trainer.callbacks+=test_lightning.CtrlC", "--trainer.callbacks.step=2"]
+    with pytest.raises(SystemExit) as info:  # a real SIGINT during step 2
+        fit_in_process("mnist", [*no_logger, *ctrl_c], tmp_path, tmp_path / "nothing", monkeypatch)
+    assert info.value.code == 130
+    error = capsys.readouterr().err
+    saved = Path("runs", "mnist", "version_2", "checkpoints", "last.ckpt")
+    assert (tmp_path / saved).is_file()
+    assert f"Interrupted at step 2; the run was saved to {saved}. Resume with:\n" in error
+    assert error.rstrip().endswith(f"fit {' '.join(no_logger[1:])} {' '.join(ctrl_c)} "
+                                   f"--ckpt_path={saved}")  # fmt: skip
+
+
+def test_print_config_is_complete_and_reusable(tmp_path, data_root, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as info:
+        fit_in_process("cifar10", ["fit", "--print_config", "--model.network=CPNet"], tmp_path,
+                       data_root, monkeypatch)  # fmt: skip
+    assert info.value.code == 0
+    printed = capsys.readouterr().out
     config = tmp_path / "config.yaml"
-    config.write_text(result.stdout)
-    assert "class_path: tensor_zoo.networks.cp.CPNet" in result.stdout or "CPNet" in result.stdout
+    config.write_text(printed)
+    assert "class_path: tensor_zoo.networks.cp.CPNet" in printed or "CPNet" in printed
     run_recipe("cifar10", ["fit", f"--config={config}", *FAST, *CSV], tmp_path, data_root)
     assert "test/acc" not in csv_keys(tmp_path)  # fit only
 
@@ -117,10 +174,10 @@ def test_testing_sends_a_confusion_matrix_and_sample_predictions_to_wandb(tmp_pa
     assert any(name.startswith("sample_predictions") for name in tables), tables
 
 
-def test_two_device_test_accuracy_counts_each_image_once(tmp_path):
+def test_two_device_test_accuracy_counts_each_image_once(tmp_path, monkeypatch):
     """21 test images on 2 processes: the padded default sampler would score 22."""
     make_idx_dataset(tmp_path / "data" / "mnist", test=21)
-    run_recipe("mnist", ["fit", *FAST, *CSV], tmp_path, tmp_path / "data")
+    fit_in_process("mnist", ["fit", *FAST, *CSV], tmp_path, tmp_path / "data", monkeypatch)
     (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
     accuracies = {}
     for devices in (1, 2):

@@ -14,10 +14,11 @@ from tensor_zoo.data.datasets import (
     ToyDataModule,
 )
 from tensor_zoo.data.digits import DigitsDataModule
-from tensor_zoo.data.files import DatasetNotFoundError
+from tensor_zoo.data.files import DatasetCorruptError, DatasetNotFoundError
 
 __all__ = [
     "CIFAR10DataModule",
+    "DatasetCorruptError",
     "DatasetNotFoundError",
     "DigitsDataModule",
     "FashionMNISTDataModule",

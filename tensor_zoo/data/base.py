@@ -9,6 +9,9 @@ statistics (`mean`, `std`) to build the network with.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import lightning as L
 import torch
 from torch import Tensor
@@ -53,13 +56,72 @@ class ShardSampler(DistributedSampler):
         return self.num_samples
 
 
-def random_crop_flip(images: Tensor, padding: int, flip: bool = True) -> Tensor:
+def batch_seed(*parts: int) -> int:
+    """A 63-bit seed determined by `parts` (run seed, epoch, batch, rank, ...) alone, so that a
+    resumed run draws the same random numbers for a batch as an uninterrupted one."""
+    digest = hashlib.sha256("/".join(str(int(part)) for part in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class EpochShuffleSampler(DistributedSampler):
+    """Training order: a shuffle fixed by (seed, epoch) alone, the same in every run, which a
+    resumed run can enter part-way (`start`: items of this process's shard already trained on).
+
+    With several processes each reads its own shard, as Lightning's default sampler does.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.start = 0
+        super().set_epoch(epoch)
+
+    def __iter__(self):
+        indices = list(super().__iter__())[self.start :]
+        self.start = 0
+        return iter(indices)
+
+
+class ResumableLoader(DataLoader):
+    """The training loader: counts the batches it has handed out this epoch, and Lightning
+    saves that position (`state_dict`) in every checkpoint and hands it back on resume, so a
+    run killed mid-epoch continues with the very batches it had not trained on yet."""
+
+    sampler: EpochShuffleSampler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_done = 0
+
+    def __iter__(self):
+        self.batches_done = self.sampler.start // self.batch_size  # type: ignore[operator]
+        for batch in super().__iter__():
+            self.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.epoch = state["epoch"]
+        self.sampler.start = state["batches_done"] * self.batch_size  # type: ignore[operator]
+        self.batches_done = state["batches_done"]
+
+
+def random_crop_flip(
+    images: Tensor, padding: int, flip: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
     """Per-image random crop of the reflection-padded batch (a shift of up to `padding`
-    pixels) and, with `flip`, a random horizontal flip. images (B, C, H, W) -> same shape."""
+    pixels) and, with `flip`, a random horizontal flip. images (B, C, H, W) -> same shape.
+    `generator` (on the images' device) draws the randomness, else the global one does."""
     batch, _, height, width = images.shape
     padded = torch.nn.functional.pad(images, [padding] * 4, mode="reflect")
-    rows = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
-    cols = torch.randint(0, 2 * padding + 1, (batch,), device=images.device)
+    draw = {"device": images.device, "generator": generator}
+    rows = torch.randint(0, 2 * padding + 1, (batch,), **draw)
+    cols = torch.randint(0, 2 * padding + 1, (batch,), **draw)
     row_index = rows[:, None] + torch.arange(height, device=images.device)  # (B, H)
     col_index = cols[:, None] + torch.arange(width, device=images.device)  # (B, W)
     batch_index = torch.arange(batch, device=images.device)[:, None, None]
@@ -67,7 +129,7 @@ def random_crop_flip(images: Tensor, padding: int, flip: bool = True) -> Tensor:
     cropped = cropped.permute(0, 3, 1, 2)
     if not flip:
         return cropped
-    flipped = torch.rand(batch, device=images.device) < 0.5
+    flipped = torch.rand(batch, **draw) < 0.5
     return torch.where(flipped[:, None, None, None], cropped.flip(-1), cropped)
 
 
@@ -81,7 +143,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
     """Base class: subclasses implement `load()` -> (train images, train labels, test ...).
 
     A validation split of `val_size` images is carved from the training set with `seed`;
-    the test split is the dataset's official one.
+    the test split is the dataset's official one. `seed` also fixes the training order of
+    every epoch and the augmentation of every batch, so that a run resumed from a checkpoint
+    (even one saved mid-epoch) sees exactly the batches an uninterrupted run would.
     """
 
     num_classes: int
@@ -95,6 +159,12 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self, batch_size: int = 64, val_size: int = 5000, seed: int = 0, num_workers: int = 0
     ) -> None:
         super().__init__()
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1), ("val_size", val_size, 0), ("seed", seed, 0),
+            ("num_workers", num_workers, 0),
+        ):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
         self.batch_size = batch_size
         self.val_size = val_size
         self.seed = seed
@@ -102,6 +172,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.train_loader: ResumableLoader | None = None
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         raise NotImplementedError
@@ -119,29 +190,39 @@ class InMemoryImageDataModule(L.LightningDataModule):
         )
         self.test_set = ScaledTensorDataset(test_images, test_labels, self.max_value)
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset | None) -> DataLoader:
+        """An evaluation loader: in order, in disjoint shards when there are several processes."""
         if dataset is None:
             raise RuntimeError("Call setup() before asking for a data loader.")
         trainer = self.trainer
         sampler = None
-        if not shuffle and trainer is not None and trainer.world_size > 1:
+        if trainer is not None and trainer.world_size > 1:
             sampler = ShardSampler(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+            dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
         )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        if self.train_set is None:
+            raise RuntimeError("Call setup() before asking for a data loader.")
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        self.train_loader = ResumableLoader(
+            self.train_set, batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(self.train_set, world, rank, self.seed),
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+        return self.train_loader
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set)
 
     def on_after_batch_transfer(
         self, batch: tuple[Tensor, Tensor], dataloader_idx: int
@@ -151,4 +232,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
         if not (self.augment and trainer is not None and trainer.training):
             return batch
         images, labels = batch
-        return random_crop_flip(images, self.shift_pixels, self.flip), labels
+        generator = None
+        if self.train_loader is not None:  # the batch's own draw: the same after a resume
+            epoch, index = self.train_loader.sampler.epoch, self.train_loader.batches_done
+            seed = batch_seed(self.seed, epoch, index, trainer.global_rank)
+            generator = torch.Generator(images.device).manual_seed(seed)
+        return random_crop_flip(images, self.shift_pixels, self.flip, generator), labels

@@ -14,11 +14,13 @@ from tensor_zoo.data.files import (
     CIFAR_ACCEPTED,
     DatasetNotFoundError,
     cache_dir,
+    describe_error,
     find_cifar10,
     find_idx_folder,
     not_found_message,
     read_cifar10_cached,
     read_idx_dataset,
+    remove_new_empty_folders,
     search_roots,
 )
 
@@ -40,11 +42,15 @@ def locate_dataset(
     location = find(places)
     error = None
     if location is None and fetch is not None:
+        cache = cache_dir()
+        existed = {cache, *cache.rglob("*")} if cache.is_dir() else set()
         try:
-            fetch(str(cache_dir()))
+            fetch(str(cache))
         except Exception as exc:  # any failure becomes part of one actionable message
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            error = describe_error(exc)
         location = find(places)
+        if location is None:
+            remove_new_empty_folders(cache, existed)
         if location is None and error is None:
             error = "the download reported success but the files are not in the cache"
     if location is None:

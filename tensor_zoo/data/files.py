@@ -8,15 +8,20 @@ top or in one of its usual sub-folders (`mnist/`, `MNIST/raw/`, ...).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import logging
+import lzma
 import os
 import pickle
 import struct
 import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -29,6 +34,22 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset is in none of the places looked at, and could not be downloaded."""
 
 
+class DatasetCorruptError(ValueError):
+    """A dataset file is there but cannot be read: truncated, damaged or not what it claims."""
+
+
+# What a damaged compressed file or archive raises while it is read.
+DECODE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, tarfile.TarError)
+
+
+def corrupt_file(path: Path, problem: str) -> DatasetCorruptError:
+    """The error for a damaged dataset file: which file, what is wrong, what to do."""
+    return DatasetCorruptError(
+        f"{path} {problem}. The file is damaged or incomplete (an interrupted download or "
+        f"copy?): delete it and download it again, or copy it again from where it came from."
+    )
+
+
 def cache_dir() -> Path:
     """The per-user cache folder (`TENSOR_ZOO_CACHE`, default ~/.cache/tensor_zoo)."""
     return Path(os.environ.get("TENSOR_ZOO_CACHE", Path.home() / ".cache" / "tensor_zoo"))
@@ -39,7 +60,12 @@ def search_roots(
 ) -> list[Path]:
     """The places to look, in order: root, $TENSOR_ZOO_DATA, the cache, then `extra`."""
     places = [root, os.environ.get("TENSOR_ZOO_DATA"), cache_dir(), *extra]
-    return [Path(place).expanduser() for place in places if place]
+    unique: dict[Path, Path] = {}  # the same folder named twice is looked at (and listed) once
+    for place in places:
+        if place:
+            path = Path(place).expanduser()
+            unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def not_found_message(
@@ -64,18 +90,60 @@ def not_found_message(
 
 
 def read_idx(path: Path) -> Tensor:
-    """Read an IDX file (gzipped or not) as a uint8 tensor of its stored shape."""
+    """Read an IDX file (gzipped or not) as a uint8 tensor of its stored shape.
+
+    Raises DatasetCorruptError, naming the file, when it cannot be decompressed or its header
+    and size disagree.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as stream:
-        data = stream.read()
-    zero, dtype_code, ndim = data[0:2], data[2], data[3]
-    if zero != b"\x00\x00" or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()}).")
+    try:
+        with opener(path, "rb") as stream:
+            data = stream.read()
+    except DECODE_ERRORS as error:
+        raise corrupt_file(path, f"cannot be decompressed ({describe_error(error)})") from None
+    if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08 or not 1 <= data[3] <= 3:
+        raise corrupt_file(
+            path, f"is not an unsigned-byte IDX file (its header is {data[:4].hex() or 'empty'})"
+        )
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise corrupt_file(path, f"is truncated inside its header ({len(data)} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says {shape}, found {array.size} bytes.")
+    expected = int(np.prod(shape))
+    if array.size != expected:
+        problem = "is truncated" if array.size < expected else "has trailing bytes"
+        raise corrupt_file(
+            path,
+            f"{problem}: its header says {shape} ({expected:,} bytes), it holds {array.size:,}",
+        )
     return torch.from_numpy(array.reshape(shape).copy())
+
+
+def describe_error(error: BaseException) -> str:
+    """`Type: message` on one line, for an error that becomes part of another message."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:400]
+
+
+def remove_new_empty_folders(root: Path, existed: set[Path]) -> None:
+    """Remove the empty folders under `root`, `root` included, that are not in `existed`:
+    what a failed download leaves behind."""
+    if not root.is_dir():
+        return
+    folders = [path for path in [root, *root.rglob("*")] if path.is_dir()]
+    for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):
+        if folder not in existed:
+            with contextlib.suppress(OSError):  # a folder that is not empty stays
+                folder.rmdir()
+
+
+def check_labels(path: Path, labels: Tensor, num_classes: int) -> None:
+    """Raise DatasetCorruptError when a label is outside 0..num_classes - 1."""
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise corrupt_file(
+            path, f"holds label {int(bad[0])}, outside 0..{num_classes - 1} ({len(bad)} such)"
+        )
 
 
 IDX_FILES = {
@@ -103,9 +171,25 @@ def _idx_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def read_idx_dataset(folder: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(train images (N, 1, 28, 28) uint8, train labels (N,) int64, test images, test labels)."""
-    tensors = {key: read_idx(_idx_file(folder, name)) for key, name in IDX_FILES.items()}  # type: ignore[arg-type]
+def read_idx_dataset(folder: Path, num_classes: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train images (N, 1, 28, 28) uint8, train labels (N,) int64, test images, test labels).
+
+    Raises DatasetCorruptError when a file is damaged, images and labels disagree in number
+    or shape, or a label is not a class index.
+    """
+    paths = {key: _idx_file(folder, name) for key, name in IDX_FILES.items()}
+    tensors = {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
+    for split in ("train", "test"):
+        images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
+        image_path, label_path = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if images.dim() != 3 or images.shape[1:] != (28, 28):
+            shape = tuple(images.shape[1:])
+            raise corrupt_file(image_path, f"holds images of shape {shape}, not 28 x 28")
+        if labels.dim() != 1 or len(labels) != len(images):
+            raise corrupt_file(
+                label_path, f"holds {len(labels)} labels for the {len(images)} images"
+            )
+        check_labels(label_path, labels, num_classes)  # type: ignore[arg-type]
     return (
         tensors["train_images"].unsqueeze(1),
         tensors["train_labels"].long(),
@@ -126,27 +210,92 @@ CIFAR_ACCEPTED = (
 )
 
 
-def _parse_cifar_binary(blobs: Sequence[bytes]) -> tuple[Tensor, Tensor]:
-    """Records of 1 label byte + 3,072 pixel bytes -> (images (N, 3, 32, 32), labels (N,))."""
-    data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    if data.size % 3073:
-        raise ValueError(
-            f"CIFAR-10 binary data of {data.size} bytes is not whole 3,073-byte records."
+def _parse_cifar_binary(blobs: Sequence[tuple[Path, bytes]]) -> tuple[Tensor, Tensor]:
+    """(file, its bytes) pairs of 1 label byte + 3,072 pixel bytes records -> (images
+    (N, 3, 32, 32), labels (N,)). Raises DatasetCorruptError naming a file that is not whole
+    records or holds a label above 9."""
+    images, labels = [], []
+    for path, blob in blobs:
+        if len(blob) == 0 or len(blob) % 3073:
+            raise corrupt_file(
+                path, f"holds {len(blob):,} bytes, not whole 3,073-byte CIFAR-10 records"
+            )
+        records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 3073)
+        labels.append(torch.from_numpy(records[:, 0].astype(np.int64)))
+        check_labels(path, labels[-1], 10)
+        images.append(torch.from_numpy(records[:, 1:].reshape(-1, 3, 32, 32).copy()))
+    return torch.cat(images), torch.cat(labels)
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allowed set."""
+
+
+class _CIFARUnpickler(pickle.Unpickler):
+    """Reads the python release's pickles without running code: only the globals a pickled
+    numpy array and plain containers need are resolved; anything else is refused."""
+
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how Python 3 pickles bytes at protocols 0-2
+            *(("builtins", name) for name in ("dict", "list", "bytes", "bytearray")),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise _ForbiddenGlobal(f"it asks to run {module}.{name} while it is read")
+        return super().find_class(module, name)
+
+
+def _load_cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of the python release -> (data (N, 3072) uint8, labels (N,) int64).
+
+    Raises DatasetCorruptError for a damaged file and for one that would run code when read
+    (never the official files): such a file is refused, not executed.
+    """
+    try:
+        with open(path, "rb") as stream:
+            batch = _CIFARUnpickler(stream, encoding="bytes").load()
+    except _ForbiddenGlobal as error:
+        raise DatasetCorruptError(
+            f"{path} is refused: {error}, which a CIFAR-10 batch never does (it was not written "
+            f"by the official release and may be malicious; nothing in it was run). Delete the "
+            f"folder {path.parent} and download CIFAR-10 again (python or binary release)."
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
+        raise corrupt_file(path, f"is not a readable pickle ({describe_error(error)})") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    is_array = isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+    if not (is_array and data.shape[1] == 3072 and isinstance(labels, list)):
+        raise corrupt_file(
+            path, "is not a CIFAR-10 batch (a dict of b'data', uint8 (N, 3072), and b'labels')"
         )
-    records = data.reshape(-1, 3073)
-    images = torch.from_numpy(records[:, 1:].reshape(-1, 3, 32, 32).copy())
-    return images, torch.from_numpy(records[:, 0].astype(np.int64))
+    try:
+        label_array = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise corrupt_file(path, "holds labels that are not integers") from None
+    if label_array.shape != (len(data),):
+        raise corrupt_file(path, f"holds {len(label_array)} labels for {len(data)} images")
+    return data, label_array
 
 
 def _parse_cifar_pickles(paths: Sequence[Path]) -> tuple[Tensor, Tensor]:
     """The python release: pickled dicts with b"data" (N, 3072) and b"labels"."""
     images, labels = [], []
     for path in paths:
-        with open(path, "rb") as stream:
-            batch = pickle.load(stream, encoding="bytes")  # the official format is a pickle
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
-    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+        data, label_array = _load_cifar_pickle(path)
+        labels.append(torch.from_numpy(label_array))
+        check_labels(path, labels[-1], 10)
+        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
+    return torch.cat(images), torch.cat(labels)
 
 
 def find_cifar10(places: Sequence[Path]) -> Path | None:
@@ -166,25 +315,36 @@ def find_cifar10(places: Sequence[Path]) -> Path | None:
 
 
 def read_cifar10(location: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Read CIFAR-10 from a folder or archive found by `find_cifar10`."""
+    """Read CIFAR-10 from a folder or archive found by `find_cifar10`.
+
+    Raises DatasetCorruptError naming the damaged file (or archive member).
+    """
     if location.is_file():
-        wanted = {name: None for name in [*CIFAR_BIN_TRAIN, "test_batch.bin"]}
-        with tarfile.open(location) as archive:
-            for member in archive.getmembers():
-                name = Path(member.name).name
-                if name in wanted and member.isfile():
-                    wanted[name] = archive.extractfile(member).read()  # type: ignore[union-attr]
+        wanted: dict[str, bytes | None] = dict.fromkeys([*CIFAR_BIN_TRAIN, "test_batch.bin"])
+        try:  # decompress the whole stream first: that checks its CRC, which tarfile skips
+            decompress = {".gz": gzip.open, ".xz": lzma.open}.get(location.suffix, open)
+            with decompress(location, "rb") as stream:
+                blob = io.BytesIO(stream.read())
+            with tarfile.open(fileobj=blob) as archive:
+                for member in archive.getmembers():
+                    name = Path(member.name).name
+                    if name in wanted and member.isfile():
+                        wanted[name] = archive.extractfile(member).read()  # type: ignore[union-attr]
+        except DECODE_ERRORS as error:
+            raise corrupt_file(location, f"cannot be unpacked ({describe_error(error)})") from None
         missing = [name for name, blob in wanted.items() if blob is None]
         if missing:
-            raise ValueError(f"{location} lacks {missing}; expected the official binary layout.")
-        train = _parse_cifar_binary([wanted[name] for name in CIFAR_BIN_TRAIN])  # type: ignore[misc]
-        test = _parse_cifar_binary([wanted["test_batch.bin"]])  # type: ignore[list-item]
+            raise corrupt_file(location, f"lacks {missing} (expected the official binary layout)")
+        blobs = {name: (location / name, blob) for name, blob in wanted.items()}
     elif location.name == "cifar-10-batches-bin":
-        train = _parse_cifar_binary([(location / name).read_bytes() for name in CIFAR_BIN_TRAIN])
-        test = _parse_cifar_binary([(location / "test_batch.bin").read_bytes()])
+        names = [*CIFAR_BIN_TRAIN, "test_batch.bin"]
+        blobs = {name: (location / name, (location / name).read_bytes()) for name in names}
     else:
         train = _parse_cifar_pickles([location / name for name in CIFAR_PY_TRAIN])
         test = _parse_cifar_pickles([location / "test_batch"])
+        return (*train, *test)
+    train = _parse_cifar_binary([blobs[name] for name in CIFAR_BIN_TRAIN])  # type: ignore[misc]
+    test = _parse_cifar_binary([blobs["test_batch.bin"]])  # type: ignore[list-item]
     return (*train, *test)
 
 

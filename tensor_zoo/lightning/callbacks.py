@@ -1,8 +1,11 @@
-"""Callbacks the recipes use: throughput and the end-of-test report for W&B."""
+"""Callbacks the recipes use: throughput, the end-of-test report for W&B, and Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -87,3 +90,49 @@ class WandbTestReport(L.Callback):
             rows.append([wandb.Image(image), truth, name, confidence])
         table = wandb.Table(columns=["image", "label", "prediction", "confidence"], data=rows)
         run.log({"test/sample_predictions": table})
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on Ctrl-C after saving a checkpoint: `path`, at step `step`."""
+
+    def __init__(self, path: Path, step: int) -> None:
+        super().__init__(f"Interrupted at step {step}; the run was saved to {path}.")
+        self.path = path
+        self.step = step
+
+
+class SaveOnInterrupt(L.Callback):
+    """The first Ctrl-C (SIGINT) ends training after the current step: it saves `last.ckpt`
+    (beside the run's other checkpoints) and raises TrainingInterrupted naming it. A second
+    Ctrl-C interrupts at once, as usual. With several processes they all stop at one step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous_handler: Any = None
+
+    def _request(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._request)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            return
+        checkpoint = trainer.checkpoint_callback
+        folder = Path(checkpoint.dirpath) if checkpoint and checkpoint.dirpath else None
+        path = (folder or Path(trainer.default_root_dir)) / "last.ckpt"
+        if path.is_symlink():
+            path.unlink()  # save_last="link" points at another checkpoint: never overwrite it
+        trainer.save_checkpoint(path)
+        raise TrainingInterrupted(path, trainer.global_step)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -11,12 +15,36 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from tensor_zoo.data.base import batch_seed
 from tensor_zoo.networks import TensorNetwork, build_network
 
+log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor] | list[Tensor]
 # Cross-entropy above this means logits differ by ~1e4: the run has diverged (seen: a CIFAR TT
 # run's logits jumped from ~10 to 1e27 within 50 steps, then overflowed to NaN).
 DIVERGED_LOSS = 1e4
+# Network arguments a resumed run may change: they hold no weights and change no shapes.
+RESUMABLE_NETWORK_CHANGES = ("dropout", "log_format")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss exploded (or became NaN); the message says what to change and how
+    to resume."""
+
+
+class ResumeMismatchError(ValueError):
+    """A run resumed from a checkpoint asks for a change the checkpoint cannot honour."""
+
+
+def schedule_factor(step: int, total: int, warmup: int, scheduler: str) -> float:
+    """The learning-rate multiplier at optimizer step `step` of `total`: "constant" (1), or
+    "cosine" (linear warm-up over `warmup` steps, then cosine decay to 0 at `total`)."""
+    if scheduler == "constant":
+        return 1.0
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class TensorNetClassifier(L.LightningModule):
@@ -29,6 +57,13 @@ class TensorNetClassifier(L.LightningModule):
 
     Learning-rate schedules (stepped every optimizer step): "cosine" (linear warm-up over
     `warmup_fraction` of the steps, then cosine decay to 0), "onecycle", "constant".
+
+    Resuming (`trainer.fit(..., ckpt_path=...)`): a new `lr`, `weight_decay`, `scheduler`
+    ("cosine" / "constant"), `warmup_fraction` or training length applies from the resumed
+    step on; changes a checkpoint cannot honour (another network shape, onecycle's lr or
+    length) raise ResumeMismatchError. When the run is seeded (`seed_everything`), every
+    training batch draws its random numbers (dropout) from a seed of its own, so that a
+    resumed run repeats an uninterrupted one exactly.
     """
 
     def __init__(
@@ -89,18 +124,47 @@ class TensorNetClassifier(L.LightningModule):
         )
         return loss
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seed this batch's random numbers from (run seed, epoch, batch, rank) alone."""
+        run_seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
+        if run_seed is not None:
+            torch.manual_seed(batch_seed(int(run_seed), self.current_epoch, batch_idx,
+                                         self.global_rank))  # fmt: skip
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
-        if batch_idx % self.trainer.log_every_n_steps == 0 and not loss < DIVERGED_LOSS:
+        if batch_idx % self.trainer.log_every_n_steps == 0:
             # A product of d cores does not come back from such a jump: stop now, not epochs
-            # later (also catches NaN, for which every comparison is False).
-            raise FloatingPointError(
-                f"Training diverged: the loss is {loss.item():.3g} at step {self.global_step}. "
-                f"Lower --model.lr (now {self.hparams.lr}), add "
-                f"--trainer.gradient_clip_val=1.0 and --model.label_smoothing=0.1, and resume "
-                f"from the last checkpoint before the jump with --ckpt_path."
+            # later (also catches NaN, for which every comparison is False). All processes
+            # stop together, so that none waits for the others forever.
+            diverged = self.trainer.strategy.reduce_boolean_decision(
+                not loss < DIVERGED_LOSS, all=False
             )
+            if diverged:
+                raise TrainingDiverged(self._divergence_advice(loss.item()))
         return loss
+
+    def _divergence_advice(self, loss: float) -> str:
+        """What happened, what to change, and where to resume from (if anywhere)."""
+        lr = self.hparams.lr
+        changes = [f"--model.lr={lr / 2:g} (now {lr:g})"]
+        if not self.trainer.gradient_clip_val:
+            changes.append("--trainer.gradient_clip_val=1.0")
+        if not self.hparams.label_smoothing:
+            changes.append("--model.label_smoothing=0.1")
+        checkpoint = self.trainer.checkpoint_callback
+        last = getattr(checkpoint, "last_model_path", "") or ""
+        if last and Path(last).is_file():
+            resume = (
+                f"and resume from the last checkpoint, saved before the jump (the new values "
+                f"apply on resume): --ckpt_path={last}"
+            )
+        else:
+            resume = "and start again: no checkpoint was saved before the jump."
+        return (
+            f"Training diverged: the loss is {loss:.3g} at step {self.global_step}. "
+            f"Use {' '.join(changes)} {resume}"
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")
@@ -118,27 +182,84 @@ class TensorNetClassifier(L.LightningModule):
             self.network.parameter_groups(self.hparams.lr), weight_decay=self.hparams.weight_decay
         )
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        if self.hparams.scheduler == "constant":
-            return optimizer
         if self.hparams.scheduler == "onecycle":
             max_lrs = [group["lr"] for group in optimizer.param_groups]
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=max_lrs, total_steps=total_steps
             )
-        else:
+        else:  # a function of the step alone: a resumed run follows the current settings
             warmup_steps = int(self.hparams.warmup_fraction * total_steps)
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(total_steps - warmup_steps, 1)
-            )
-            scheduler = cosine
-            if warmup_steps > 0:
-                warmup = torch.optim.lr_scheduler.LinearLR(
-                    optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps
-                )
-                scheduler = torch.optim.lr_scheduler.SequentialLR(
-                    optimizer, [warmup, cosine], milestones=[warmup_steps]
-                )
+            name = self.hparams.scheduler
+
+            def factor(step: int) -> float:
+                return schedule_factor(step, total_steps, warmup_steps, name)
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, before any weight is loaded, the overrides a checkpoint cannot honour."""
+        saved = checkpoint.get("hyper_parameters", {})
+        if self.hparams.scheduler != "onecycle":  # runs saved with the former Cosine/Sequential
+            for state in checkpoint.get("lr_schedulers", []):  # LR schedulers resume as LambdaLR
+                state.setdefault("lr_lambdas", [None] * len(state.get("base_lrs", [])))
+        saved_network, network = saved.get("network", {}), self.hparams.network
+        differences = [
+            f"{key}: {saved_network.get('init_args', {}).get(key)!r} in the checkpoint, "
+            f"{value!r} now"
+            for key, value in network.get("init_args", {}).items()
+            if key not in RESUMABLE_NETWORK_CHANGES
+            and saved_network.get("init_args", {}).get(key) != value
+        ]
+        if saved_network and saved_network.get("class_path") != network.get("class_path"):
+            differences.insert(0, f"{saved_network.get('class_path')} in the checkpoint, "
+                                  f"{network.get('class_path')} now")  # fmt: skip
+        if saved_network and differences:
+            raise ResumeMismatchError(
+                f"The checkpoint holds another network than the one configured ("
+                f"{'; '.join(differences)}). Resume with the checkpoint's network (drop those "
+                f"--model.network overrides), or start a new run without --ckpt_path."
+            )
+        onecycle = "onecycle" in (saved.get("scheduler"), self.hparams.scheduler)
+        if onecycle and (
+            saved.get("scheduler") != self.hparams.scheduler or saved.get("lr") != self.hparams.lr
+        ):
+            raise ResumeMismatchError(
+                f"A onecycle schedule cannot change on resume (the checkpoint: scheduler="
+                f"{saved.get('scheduler')}, lr={saved.get('lr')}; now scheduler="
+                f"{self.hparams.scheduler}, lr={self.hparams.lr}). Resume with the checkpoint's "
+                f"values, or start a new run."
+            )
+        changed = {
+            key: (saved[key], self.hparams[key])
+            for key in ("lr", "weight_decay", "scheduler", "warmup_fraction", "label_smoothing")
+            if key in saved and saved[key] != self.hparams[key]
+        }
+        if changed:
+            log.warning(
+                "Resuming with new settings (they apply from the resumed step on): %s",
+                ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items()),
+            )
+
+    def on_train_start(self) -> None:
+        """Put the configured lr and weight decay into the (possibly restored) optimizer."""
+        scheduler = self.lr_schedulers()
+        if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            if scheduler.total_steps != total:
+                raise ResumeMismatchError(
+                    f"The checkpoint's onecycle schedule spans {scheduler.total_steps} steps, "
+                    f"this run {total}: a onecycle run cannot be lengthened or shortened. "
+                    f"Resume with the checkpoint's --trainer.max_epochs / max_steps."
+                )
+            return
+        base_lrs = [group["lr"] for group in self.network.parameter_groups(self.hparams.lr)]
+        scheduler.base_lrs = base_lrs
+        optimizer = scheduler.optimizer
+        factors = [function(scheduler.last_epoch) for function in scheduler.lr_lambdas]
+        for group, base_lr, factor in zip(optimizer.param_groups, base_lrs, factors, strict=True):
+            group["initial_lr"], group["lr"] = base_lr, base_lr * factor
+            group["weight_decay"] = self.hparams.weight_decay

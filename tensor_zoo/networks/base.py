@@ -9,7 +9,9 @@ a network can be rebuilt from a checkpoint's config with `build_network`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -35,9 +37,80 @@ def xi_config(xi: str) -> dict[str, Any]:
     return {} if check_xi(xi) == "product" else {"xi": xi}
 
 
+# Raw inputs further than this many input_std from input_mean are not images the network was
+# trained on: [0, 255] images give ~800, already-normalised ones 8-10, [0, 1] images at most ~3.
+INPUT_RANGE_LIMIT = 6.0
+
+
+def is_int(value: Any) -> bool:
+    """An integer, but not a bool (True would silently mean 1)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """`value` as an int >= minimum; raises TypeError for a float, str or bool, ValueError below."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_values(name: str, values: Any, count: int, positive: bool) -> None:
+    """None, or `count` finite numbers (> 0 with `positive`), one per input channel."""
+    if values is None:
+        return
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(
+            f"{name} must be a list of {count} numbers (one per channel), got {values!r}."
+        )
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    numbers_only = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+    if not numbers_only or len(values) != count:
+        raise ValueError(f"{name} needs one number per channel ({count}), got {values!r}.")
+    if not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+        need = "finite and positive" if positive else "finite"
+        raise ValueError(f"{name} values must be {need}, got {values!r}.")
+
+
+def check_shared_args(args: dict[str, Any]) -> None:
+    """Types and values of the arguments every network shares; raises TypeError / ValueError
+    naming the argument (a float patch size, `num_classes=True`, a NaN mean fail here)."""
+    for name in ("in_channels", "patch_size", "feature_dim", "num_classes"):
+        check_int(name, args[name])
+    size = args["image_size"]
+    if not is_int(size):
+        if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2:
+            raise TypeError(f"image_size must be an int or (height, width), got {size!r}.")
+    for value in [size] if is_int(size) else size:
+        check_int("image_size", value)
+    if args["stride"] is not None:
+        check_int("stride", args["stride"])
+    for name in ("append_one", "log_format"):
+        if not isinstance(args[name], bool):
+            raise TypeError(f"{name} must be True or False, got {args[name]!r}.")
+    dropout = args["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+    _check_values("input_mean", args["input_mean"], args["in_channels"], positive=False)
+    _check_values("input_std", args["input_std"], args["in_channels"], positive=True)
+
+
 def expand_ranks(rank: int | Sequence[int], count: int, what: str) -> list[int]:
     """An int rank repeated `count` times, or a list checked to have `count` positive entries."""
-    ranks = [rank] * count if isinstance(rank, int) else [int(r) for r in rank]
+    if is_int(rank):
+        ranks = [int(rank)] * count
+    elif (
+        not isinstance(rank, (str, bytes))
+        and isinstance(rank, Sequence)
+        and all(is_int(r) for r in rank)
+    ):
+        ranks = [int(r) for r in rank]
+    else:
+        raise TypeError(
+            f"rank must be an int or a list of {count} ints ({what}), got {rank!r} "
+            f"({type(rank).__name__})."
+        )
     if len(ranks) != count or any(r < 1 for r in ranks):
         raise ValueError(
             f"rank must be a positive int or a list of {count} positive ints ({what}), "
@@ -62,6 +135,16 @@ def require_multilinear(net: nn.Module, what: str) -> None:
             f"tensor_zoo.expressivity.grid_tensor(net, templates) and matricization_rank on the "
             f"grid tensor, or cp_rank_lower_bound(net), which work through its contraction."
         )
+
+
+def _tracing() -> bool:
+    """True while torch.compile / torch.export / TorchScript / ONNX export trace a module."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 class TensorNetwork(nn.Module):
@@ -93,8 +176,7 @@ class TensorNetwork(nn.Module):
         architecture_args: dict[str, Any],
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}.")
+        check_shared_args(locals())
         if not isinstance(image_size, int):
             image_size = [int(size) for size in image_size]
         self.patches = PatchExtractor(in_channels, image_size, patch_size, stride, ordering)
@@ -120,6 +202,8 @@ class TensorNetwork(nn.Module):
             )
         self.register_buffer("input_mean", mean)
         self.register_buffer("input_std", std)
+        self._training_range_checked = False  # see check_input_range
+        self._range_warned = False
         self.config: dict[str, Any] = {
             "class_path": f"tensor_zoo.{type(self).__name__}",
             "init_args": {
@@ -165,15 +249,49 @@ class TensorNetwork(nn.Module):
         return 1.0 / math.sqrt(self.num_positions * fan * max(self.feature_dim - 1, 1))
 
     def features(self, images: Tensor) -> Tensor:
-        """Float images (B, C, H, W) -> feature vectors (B, d, m) that W is contracted with."""
+        """Float images (B, C, H, W) -> feature vectors (B, d, m) that W is contracted with.
+
+        Images of another float dtype than the network's (float64, float16, bfloat16) are cast
+        to it. Warns once per network when the images lie far outside the range it was trained
+        on (see `check_input_range`).
+        """
         if not images.is_floating_point():
             raise TypeError(
                 f"Expected float images, got dtype {images.dtype}; convert them first, e.g. "
                 f"images.float() / 255 for 8-bit images."
             )
-        mean = self.input_mean.to(images.dtype)[:, None, None]
-        std = self.input_std.to(images.dtype)[:, None, None]
-        return self.feature_map(self.patches((images - mean) / std))
+        images = images.to(self.input_mean.dtype)
+        normalised = (images - self.input_mean[:, None, None]) / self.input_std[:, None, None]
+        self.check_input_range(normalised)
+        return self.feature_map(self.patches(normalised))
+
+    def check_input_range(self, normalised: Tensor) -> None:
+        """Warn (once per network) when normalised inputs (B, C, H, W) reach INPUT_RANGE_LIMIT
+        standard deviations: images in [0, 255] or already normalised give meaningless outputs.
+
+        One min/max per batch in eval mode, only the first batch in training mode; never while
+        torch.compile, torch.export or ONNX export trace the network.
+        """
+        if self._range_warned or normalised.numel() == 0 or _tracing():
+            return
+        if self.training:
+            if self._training_range_checked:
+                return
+            self._training_range_checked = True
+        peak = normalised.detach().abs().amax().item()
+        if not peak > INPUT_RANGE_LIMIT:  # NaN inputs are not a range problem
+            return
+        self._range_warned = True
+        mean, std = self.input_mean.tolist(), self.input_std.tolist()
+        warnings.warn(
+            f"{type(self).__name__}: the input images reach {peak:.0f} standard "
+            f"deviations from the mean the network normalises with (input_mean={mean}, "
+            f"input_std={std}), so its outputs are meaningless. It takes raw images scaled to "
+            f"[0, 1] and normalises them itself: divide 8-bit values by 255, and undo any "
+            f"normalisation already applied (images * std + mean).",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def contract(self, features: Tensor) -> Tensor:
         """Features (B, d, m) -> logits (B, num_classes)."""
@@ -184,8 +302,11 @@ class TensorNetwork(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: Tensor) -> Tensor:
-        """Float images (B, C, H, W) -> logits (B, num_classes)."""
-        return self.contract(self.features(images))
+        """Float images (B, C, H, W) -> logits (B, num_classes); an empty batch gives (0, C)."""
+        features = self.features(images)
+        if features.shape[0] == 0:  # nothing to contract (the contractions reshape by B)
+            return features.new_zeros(0, self.num_classes) + 0 * features.sum()  # keeps grad
+        return self.contract(features)
 
     def lr_scales(self) -> dict[str, float]:
         """Learning-rate multipliers by parameter name (absent names: 1); see parameter_groups."""

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, cp_als, cp_contract, cp_contract_xi, cp_to_dense
-from tensor_zoo.networks.base import TensorNetwork, require_multilinear, xi_config
+from tensor_zoo.networks.base import TensorNetwork, check_int, require_multilinear, xi_config
 
 
 class CPNet(TensorNetwork):
@@ -53,9 +53,7 @@ class CPNet(TensorNetwork):
             {"rank": rank, **xi_config(xi)},
         )  # fmt: skip
         self.xi = check_xi(xi)
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"CPNet rank must be a positive int, got {rank!r}.")
-        self.rank = rank
+        self.rank = check_int("CPNet rank", rank)
         d, m = self.num_positions, self.feature_dim
         self.factors = nn.Parameter(torch.empty(d, m, rank))
         self.weights = nn.Parameter(torch.empty(num_classes, rank))
