@@ -380,3 +380,12 @@ def test_any_valid_configuration_builds_and_round_trips(
     rebuilt = build_network(net.config)
     rebuilt.load_state_dict(net.state_dict())
     torch.testing.assert_close(rebuilt.eval()(images), net.eval()(images))
+
+
+def test_each_architecture_has_its_own_default_patch_order_and_the_config_names_it():
+    tiny = {"image_size": 4, "patch_size": 1, "feature_dim": 2, "rank": 2, "num_classes": 2}
+    assert HTNet(**tiny).config["init_args"]["ordering"] == "zorder"
+    assert HTNet(**tiny, ordering=None).patches.ordering == "zorder"
+    assert TTNet(**tiny).config["init_args"]["ordering"] == "raster"
+    assert CPNet(**tiny).config["init_args"]["ordering"] == "raster"
+    assert HTNet(**tiny, ordering="raster").config["init_args"]["ordering"] == "raster"

@@ -200,3 +200,18 @@ def test_generalized_and_shared_core_networks_through_the_recipe_flags(tmp_path,
     network = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
     assert network["network"]["class_path"] == "tensor_zoo.SharedTTNet"
     assert network["network"]["init_args"]["xi"] == "relu"
+
+
+def test_ht_recipes_use_the_quad_tree_whatever_the_other_networks_use(
+    tmp_path, data_root, monkeypatch
+):
+    """Switching the MNIST recipe (TT, raster order) to HTNet must not carry raster over."""
+    from tensor_zoo.lightning import TensorNetClassifier
+
+    fit_in_process("mnist", ["fit", *FAST, *CSV, "--model.network=HTNet"], tmp_path, data_root,
+                   monkeypatch)  # fmt: skip
+    (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
+    network = TensorNetClassifier.load_from_checkpoint(last).network
+    assert type(network).__name__ == "HTNet"
+    assert network.config["init_args"]["ordering"] == "zorder"
+    assert network.patches.ordering == "zorder"

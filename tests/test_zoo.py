@@ -466,3 +466,9 @@ def test_one_line_names_foreign_errors_and_trusts_our_own():
 def test_a_missing_local_path_is_named_as_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope does not exist\. Give a checkpoint folder"):
         tensor_zoo.load(path=tmp_path / "nope")
+
+
+def test_create_model_puts_ht_on_its_quad_tree_whatever_the_dataset_order():
+    """digits' recipe order is snake (for TT); an HT of digits still pairs 2 x 2 blocks."""
+    assert tensor_zoo.create_model("tt-digits-r4").patches.ordering == "snake"
+    assert tensor_zoo.create_model("ht-digits-r4").patches.ordering == "zorder"

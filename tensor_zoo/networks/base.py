@@ -157,6 +157,8 @@ class TensorNetwork(nn.Module):
     input_mean: Tensor
     input_std: Tensor
     xi: str = "product"  # the binary operation of the units (tensor_zoo.functional.generalized)
+    # The patch order that `ordering=None` stands for: the architecture's own (HT: its quad-tree).
+    default_ordering: str = "raster"
 
     def __init__(
         self,
@@ -166,7 +168,7 @@ class TensorNetwork(nn.Module):
         feature_dim: int,
         num_classes: int,
         stride: int | None,
-        ordering: str,
+        ordering: str | None,
         feature_map: str,
         append_one: bool,
         dropout: float,
@@ -177,6 +179,8 @@ class TensorNetwork(nn.Module):
     ) -> None:
         super().__init__()
         check_shared_args(locals())
+        if ordering is None:
+            ordering = self.default_ordering
         if not isinstance(image_size, int):
             image_size = [int(size) for size in image_size]
         self.patches = PatchExtractor(in_channels, image_size, patch_size, stride, ordering)

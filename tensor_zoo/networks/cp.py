@@ -38,7 +38,7 @@ class CPNet(TensorNetwork):
         rank: int = 16,
         num_classes: int = 10,
         stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] = "raster",
+        ordering: Literal["raster", "snake", "zorder"] | None = None,
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
         dropout: float = 0.0,

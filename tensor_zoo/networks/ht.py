@@ -30,9 +30,11 @@ class HTNet(TensorNetwork):
     """Deep network whose weight tensor is in hierarchical Tucker format.
 
     Leaves map f(x_k) to r_0 numbers; level l (l = 1..L) has d / 2^l nodes, each combining two
-    consecutive children; the root (level L) gives the scores. With the default quad-tree
-    ("zorder") patch order, sibling subtrees are neighbouring image blocks: Cohen's square
-    pooling geometry. `rank` is an int or the list [r_0, ..., r_{L-1}] of the widths of the
+    consecutive children; the root (level L) gives the scores. With the quad-tree ("zorder")
+    patch order, which `ordering=None` (the default) stands for whatever the other networks
+    use, sibling subtrees are neighbouring image blocks: Cohen's square pooling geometry. Any
+    other ordering is kept in `config` (and named on a published card): the tree then merges
+    strips, not squares. `rank` is an int or the list [r_0, ..., r_{L-1}] of the widths of the
     leaves and of levels 1..L-1.
 
     Parameters (besides the feature map): `leaves` (d, m, r_0), and
@@ -51,6 +53,8 @@ class HTNet(TensorNetwork):
     product (see `tensor_zoo.functional.generalized`), and `full_tensor()` only exists for it.
     """
 
+    default_ordering = "zorder"
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -61,7 +65,7 @@ class HTNet(TensorNetwork):
         num_classes: int = 10,
         node_type: Literal["full", "cp"] = "full",
         stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] = "zorder",
+        ordering: Literal["raster", "snake", "zorder"] | None = None,
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
         dropout: float = 0.0,

@@ -52,7 +52,7 @@ class SharedTTNet(TensorNetwork):
         label_site: Literal["last", "middle"] = "last",
         boundary_cores: bool = True,
         stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] = "raster",
+        ordering: Literal["raster", "snake", "zorder"] | None = None,
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
         dropout: float = 0.0,

@@ -78,7 +78,7 @@ class TTNet(TensorNetwork):
         num_classes: int = 10,
         label_site: Literal["last", "middle"] = "last",
         stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] = "raster",
+        ordering: Literal["raster", "snake", "zorder"] | None = None,
         feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
         append_one: bool = True,
         dropout: float = 0.0,

@@ -89,6 +89,12 @@ def render_card(config: dict[str, Any]) -> str:
     ]
     if dataset.get("note"):
         limitations.append(dataset["note"])
+    if arch == "HTNet" and args.get("ordering") != "zorder":
+        limitations.append(
+            f"Its tree pairs patches in {args.get('ordering')!r} order, so inner nodes merge "
+            f"strips of patches, not the 2 x 2 blocks of the quad-tree (`ordering: zorder`, "
+            f"HTNet's default) that the paper's deep network uses."
+        )
     lines = [
         front_matter,
         "",

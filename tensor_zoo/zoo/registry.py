@@ -267,12 +267,15 @@ def default_network_config(name: str) -> dict[str, Any]:
         return copy.deepcopy(entry["config"]["architecture"])
     parsed = ModelName.parse(name)
     spec = DATASETS[parsed.dataset]
+    network_args = dict(spec.network_args)
+    if parsed.arch == "ht":  # HT always on its quad-tree, whatever order the others use
+        network_args.pop("ordering", None)
     init_args = {
         "in_channels": spec.in_channels,
         "image_size": spec.image_size,
         "num_classes": len(spec.classes),
         "rank": parsed.rank,
-        **spec.network_args,
+        **network_args,
         "input_mean": list(spec.mean),
         "input_std": list(spec.std),
     }
