@@ -8,8 +8,10 @@ from tensor_zoo.functional.contraction import (
     tt_contract,
 )
 from tensor_zoo.functional.dense import cp_to_dense, ht_to_dense, tt_to_dense
+from tensor_zoo.functional.tt_engine import choose_contraction, tt_boundary_product
 
 __all__ = [
+    "choose_contraction",
     "cp_contract",
     "cp_to_dense",
     "ht_contract",
@@ -17,5 +19,6 @@ __all__ = [
     "rescale",
     "restore_scale",
     "tt_contract",
+    "tt_boundary_product",
     "tt_to_dense",
 ]

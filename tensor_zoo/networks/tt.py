@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import tt_contract, tt_to_dense
+from tensor_zoo.functional.tt_engine import CONTRACTIONS, TTContraction
 from tensor_zoo.networks.base import TensorNetwork, expand_ranks, tiled_identity
 from tensor_zoo.networks.cp import CPNet
 
@@ -20,6 +21,11 @@ class TTNet(TensorNetwork):
     With `label_site="last"` the last core carries the class (r_d = num_classes); with
     `label_site="middle"` r_d = 1 and `label_core` (r_p, num_classes, r_p) sits on bond
     p = d // 2. `rank` is an int or the list of the d - 1 bond ranks r_1..r_{d-1}.
+    `contraction` says how the chain is multiplied out: "sequential" (the sweep, one small
+    GEMM per position), "tree" (transfer matrices multiplied in a balanced tree: log2 d batched
+    matmuls), "chunked" (tree per chunk, bounded memory) or "auto" (chosen from batch size,
+    d, rank and m; see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the
+    same logits and gradients up to rounding.
     """
 
     def __init__(
@@ -39,12 +45,20 @@ class TTNet(TensorNetwork):
         log_format: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
+        contraction: TTContraction = "auto",
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
             feature_map, append_one, dropout, log_format, input_mean, input_std,
             {"rank": rank, "label_site": label_site},
         )  # fmt: skip
+        if contraction not in CONTRACTIONS:
+            raise ValueError(
+                f"contraction must be one of {', '.join(map(repr, CONTRACTIONS))}, "
+                f"got {contraction!r}."
+            )
+        self.contraction = contraction
+        self.config["init_args"]["contraction"] = contraction
         d, m = self.num_positions, self.feature_dim
         if label_site not in ("last", "middle"):
             raise ValueError(f"label_site must be 'last' or 'middle', got {label_site!r}.")
@@ -84,7 +98,9 @@ class TTNet(TensorNetwork):
             nn.init.normal_(self.label_core, std=1.0)
 
     def contract(self, features: Tensor) -> Tensor:
-        return tt_contract(features, list(self.cores), self.label_core, self.log_format)
+        return tt_contract(
+            features, list(self.cores), self.label_core, self.log_format, self.contraction
+        )
 
     def full_tensor(self) -> Tensor:
         return tt_to_dense(list(self.cores), self.label_core)
