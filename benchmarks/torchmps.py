@@ -59,7 +59,7 @@ def tensor_zoo_model(
 
 
 def torchmps_model(mps_class: type, image_size: int, bond: int) -> tuple[torch.nn.Module, Callable]:
-    """TorchMPS's MPS with its defaults (fixed bond, parallel_eval off, label site in the middle)."""
+    """TorchMPS's MPS with its defaults (fixed bond, parallel_eval off, label in the middle)."""
     mps = mps_class(input_dim=image_size**2, output_dim=10, bond_dim=bond, feature_dim=2)
     return mps, lambda pixels: pixels
 
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     mps_class = import_torchmps()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved "
-        f"rounds of {args.repeats} steps; TorchMPS: {'found' if mps_class else 'not found, skipped'}"
+        f"rounds of {args.repeats} steps; "
+        f"TorchMPS: {'found' if mps_class else 'not found, skipped'}"
     )
     print(
         f"{'configuration':<32} {'mode':<9} {'tensor_zoo img/s':>24} {'TorchMPS img/s':>24} ratio"
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
             peer_text, ratio = "skipped", ""
             if results["peer"]:
                 peer_text = summary(results["peer"])
-                ratio = f"{statistics.median(results['ours']) / statistics.median(results['peer']):.1f}x"
+                speedup = statistics.median(results["ours"]) / statistics.median(results["peer"])
+                ratio = f"{speedup:.1f}x"
             print(
                 f"{name:<32} {mode:<9} {summary(results['ours']):>24} {peer_text:>24} {ratio}",
                 flush=True,

@@ -18,7 +18,7 @@ __all__ = [
     "ht_to_dense",
     "rescale",
     "restore_scale",
-    "tt_contract",
     "tt_boundary_product",
+    "tt_contract",
     "tt_to_dense",
 ]
