@@ -24,6 +24,10 @@ COMMANDS = {
         "tensor_zoo.zoo.commands:publish_command",
         "upload a checkpoint folder to the Hugging Face Hub",
     ),
+    "onnx": (
+        "tensor_zoo.zoo.commands:onnx_command",
+        "export a checkpoint to ONNX (dynamic batch), checked in onnxruntime",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""`tensor-zoo list | info | eval | predict | export | publish`: the zoo from the shell."""
+"""`tensor-zoo list | info | eval | predict | export | publish | onnx`: the zoo from the shell."""
 
 from __future__ import annotations
 
@@ -212,6 +212,26 @@ def publish_command(argv: list[str]) -> None:
     print(f"Uploaded {args.name} to {repo_id} at revision {revision}; pinned in {index_file}.")
 
 
+def onnx_command(argv: list[str]) -> None:
+    from tensor_zoo.zoo.onnx_export import export_onnx
+
+    parser = argparse.ArgumentParser(
+        prog="tensor-zoo onnx",
+        description="Export a published checkpoint to ONNX (dynamic batch; input `images` "
+        "(batch, C, H, W) in [0, 1], output `logits`) and check it in onnxruntime.",
+    )
+    parser.add_argument("name")
+    parser.add_argument("out", help="the .onnx file to write")
+    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
+    args = parser.parse_args(argv)
+    network = load(args.name, path=args.path)
+    difference = export_onnx(network, args.out)
+    print(
+        f"Wrote {args.out}: onnxruntime's logits differ from torch's by at most "
+        f"{difference:.1e} (relative)."
+    )
+
+
 COMMANDS = {
     "list": list_command,
     "info": info_command,
@@ -219,4 +239,5 @@ COMMANDS = {
     "predict": predict_command,
     "export": export_command,
     "publish": publish_command,
+    "onnx": onnx_command,
 }
