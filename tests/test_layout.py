@@ -62,7 +62,9 @@ def test_console_script_lists_its_commands():
         text=True,
         check=True,
     )
-    for command in ("demo", "bench", "list", "info", "eval", "predict", "export", "publish"):
+    for command in (
+        "demo", "bench", "list", "info", "eval", "predict", "export", "publish", "onnx",
+    ):  # fmt: skip
         assert f"  {command} " in result.stdout
     failed = subprocess.run(
         [sys.executable, "-m", "tensor_zoo.cli", "nope"], capture_output=True, text=True

@@ -225,7 +225,13 @@ def onnx_command(argv: list[str]) -> None:
     parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
     args = parser.parse_args(argv)
     network = load(args.name, path=args.path)
-    difference = export_onnx(network, args.out)
+    try:
+        difference = export_onnx(network, args.out)
+    except ImportError as error:
+        sys.exit(
+            f"tensor-zoo onnx: {error.name or error} is not installed; the ONNX export needs "
+            f'onnx, onnxscript and onnxruntime: pip install "tensor-zoo[onnx]".'
+        )
     print(
         f"Wrote {args.out}: onnxruntime's logits differ from torch's by at most "
         f"{difference:.1e} (relative)."
