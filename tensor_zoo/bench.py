@@ -2,7 +2,9 @@
 
 `python -m tensor_zoo.bench` (or `tensor-zoo bench`) prints one table. For each network at a
 CIFAR-10-sized configuration (3 x 32 x 32, 4 x 4 patches: d = 64, m = 32, rank 16) and an
-MNIST-sized one (1 x 28 x 28, 7 x 7 patches: d = 16), it reports images/s for inference and
+MNIST-sized one (1 x 28 x 28, 7 x 7 patches: d = 16), and on request at long sequences (one
+site per pixel: `--configs pixels784 pixels1024 pixels4096`), it reports the median and
+min-max over `--repeats` interleaved measurements of images/s for inference and
 for a training step (forward, backward, Adam step) at batch 256, the peak memory the step
 adds, the analytic forward FLOPs per image, the achieved GFLOP/s and its ratio to this
 machine's fp32 matrix-multiply rate, measured in the same run. The reference implementation
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -32,12 +35,24 @@ from tensor_zoo.networks import CPNet, HTNet, TensorNetwork, TTNet
 CONFIGS: dict[str, dict[str, Any]] = {
     "cifar10": {"in_channels": 3, "image_size": 32, "patch_size": 4},
     "mnist": {"in_channels": 1, "image_size": 28, "patch_size": 7},
+    # long sequences: one site per pixel (d = 784, 1024, 4096)
+    "pixels784": {"in_channels": 1, "image_size": 28, "patch_size": 1},
+    "pixels1024": {"in_channels": 1, "image_size": 32, "patch_size": 1},
+    "pixels4096": {"in_channels": 1, "image_size": 64, "patch_size": 1},
 }
+DEFAULT_CONFIGS = ["cifar10", "mnist"]
 NETWORKS = {"CP": CPNet, "TT": TTNet, "HT": HTNet}
 
 
+def runs(config: str, network: str) -> bool:
+    """HT needs a power-of-two number of positions (d = 784 has none)."""
+    size, patch = CONFIGS[config]["image_size"], CONFIGS[config]["patch_size"]
+    positions = (size // patch) ** 2
+    return network != "HT" or positions & (positions - 1) == 0
+
+
 def build(config: str, network: str, feature_dim: int, rank: int) -> TensorNetwork:
-    ordering = "zorder"  # HT needs it; the others do not care about the order for speed
+    ordering = "zorder" if network == "HT" else "raster"  # HT needs it; speed is the same
     return NETWORKS[network](
         **CONFIGS[config], feature_dim=feature_dim, rank=rank, num_classes=10, ordering=ordering
     )
@@ -190,7 +205,7 @@ def _measure(job: dict[str, Any]) -> dict[str, float]:
 def check_reference(feature_dim: int, rank: int) -> float:
     """Largest relative difference between the library and the reference, in float64."""
     worst = 0.0
-    for config in CONFIGS:
+    for config in DEFAULT_CONFIGS:
         for network in NETWORKS:
             net = build(config, network, feature_dim, rank).double().eval()
             images = torch.rand(
@@ -203,6 +218,11 @@ def check_reference(feature_dim: int, rank: int) -> float:
     return worst
 
 
+def spread(values: list[float]) -> str:
+    """Median (min-max) of repeated measurements."""
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tensor-zoo bench", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
@@ -210,7 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="time per measurement")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS),
+        help="pixels784 / pixels1024 / pixels4096: one site per pixel (long sequences)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="measurements per cell (median, min-max)"
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -225,9 +251,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{check_reference(args.feature_dim, args.rank):.1e}"
     )
     header = (
-        f"{'config':<8} {'net':<3} {'impl':<9} {'d':>4} {'MFLOP/img':>9} {'infer img/s':>11} "
-        f"{'GFLOP/s':>8} {'of mm':>6} {'infer MB':>8} {'train img/s':>11} {'train MB':>8} "
-        f"{'speed-up':>16}"
+        f"{'config':<10} {'net':<3} {'impl':<9} {'d':>4} {'MFLOP/img':>9} "
+        f"{'infer img/s (min-max)':>23} {'GFLOP/s':>8} {'of mm':>6} {'infer MB':>8} "
+        f"{'train img/s (min-max)':>23} {'train MB':>8} {'speed-up':>16}"
     )
     print(header)
     print("-" * len(header))
@@ -235,36 +261,46 @@ def main(argv: list[str] | None = None) -> None:
     with context.Pool(1, maxtasksperchild=1) as pool:
         for config in args.configs:
             for network in NETWORKS:
+                if not runs(config, network):
+                    continue
                 net = build(config, network, args.feature_dim, args.rank)
                 flops = forward_flops(net)
-                results = {}
+                results: dict[tuple[str, str], list[dict[str, float]]] = {}
+                for _ in range(args.repeats):  # interleaved: a load change hits every cell
+                    for impl in ("tensor_zoo", "reference"):
+                        for mode in ("inference", "train"):
+                            job = {
+                                "config": config, "network": network, "impl": impl,
+                                "mode": mode, "batch": args.batch,
+                                "feature_dim": args.feature_dim, "rank": args.rank,
+                                "device": args.device, "threads": threads,
+                                "min_seconds": args.min_seconds,
+                            }  # fmt: skip
+                            results.setdefault((impl, mode), []).append(
+                                pool.apply(_measure, (job,))
+                            )
+                rates = {
+                    key: [run["images_per_s"] for run in runs_] for key, runs_ in results.items()
+                }
+                memory = {
+                    key: statistics.median(run["peak_mb"] for run in runs_)
+                    for key, runs_ in results.items()
+                }
                 for impl in ("tensor_zoo", "reference"):
-                    for mode in ("inference", "train"):
-                        job = {
-                            "config": config, "network": network, "impl": impl, "mode": mode,
-                            "batch": args.batch, "feature_dim": args.feature_dim, "rank": args.rank,
-                            "device": args.device, "threads": threads,
-                            "min_seconds": args.min_seconds,
-                        }  # fmt: skip
-                        results[impl, mode] = pool.apply(_measure, (job,))
-                for impl in ("tensor_zoo", "reference"):
-                    infer, train = results[impl, "inference"], results[impl, "train"]
-                    achieved = flops * infer["images_per_s"] / 1e9
+                    infer = statistics.median(rates[impl, "inference"])
+                    train = statistics.median(rates[impl, "train"])
+                    achieved = flops * infer / 1e9
                     speedup = ""
                     if impl == "tensor_zoo":
-                        ref_infer = results["reference", "inference"]["images_per_s"]
-                        ref_train = results["reference", "train"]["images_per_s"]
-                        speedup = (
-                            f"{infer['images_per_s'] / ref_infer:.1f}x / "
-                            f"{train['images_per_s'] / ref_train:.1f}x"
-                        )
+                        ref_infer = statistics.median(rates["reference", "inference"])
+                        ref_train = statistics.median(rates["reference", "train"])
+                        speedup = f"{infer / ref_infer:.1f}x / {train / ref_train:.1f}x"
                     print(
-                        f"{config:<8} {network:<3} {impl:<9} {net.num_positions:>4} "
-                        f"{flops / 1e6:>9.3f} "
-                        f"{infer['images_per_s']:>11.0f} {achieved:>8.2f} {achieved / peak:>6.1%} "
-                        f"{infer['peak_mb']:>8.1f} {train['images_per_s']:>11.0f} "
-                        f"{train['peak_mb']:>8.1f} "
-                        f"{speedup:>16}",
+                        f"{config:<10} {network:<3} {impl:<9} {net.num_positions:>4} "
+                        f"{flops / 1e6:>9.3f} {spread(rates[impl, 'inference']):>23} "
+                        f"{achieved:>8.2f} {achieved / peak:>6.1%} "
+                        f"{memory[impl, 'inference']:>8.1f} {spread(rates[impl, 'train']):>23} "
+                        f"{memory[impl, 'train']:>8.1f} {speedup:>16}",
                         flush=True,
                     )
     print("speed-up: tensor_zoo over the reference, inference / training step")

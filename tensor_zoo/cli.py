@@ -31,6 +31,10 @@ COMMANDS = {
         "tensor_zoo.zoo.commands:certify_command",
         "ranks and a certified lower bound on the width of an equivalent shallow network",
     ),
+    "onnx": (
+        "tensor_zoo.zoo.commands:onnx_command",
+        "export a checkpoint to ONNX (dynamic batch), checked in onnxruntime",
+    ),
 }
 
 

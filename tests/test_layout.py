@@ -65,6 +65,7 @@ def test_console_script_lists_its_commands():
     )
     for command in (
         "demo", "bench", "list", "info", "eval", "predict", "export", "publish", "certify",
+        "onnx",
     ):  # fmt: skip
         assert f"  {command} " in result.stdout
     failed = subprocess.run(

@@ -26,6 +26,7 @@ from tensor_zoo.functional.generalized import (
     ht_contract_xi,
     tt_contract_xi,
 )
+from tensor_zoo.functional.tt_engine import choose_contraction, tt_boundary_product
 
 __all__ = [
     "XI_NAMES",
@@ -33,6 +34,7 @@ __all__ = [
     "RoundedChain",
     "Xi",
     "check_xi",
+    "choose_contraction",
     "cp_als",
     "cp_contract",
     "cp_contract_xi",
@@ -44,6 +46,7 @@ __all__ = [
     "rescale",
     "restore_scale",
     "right_orthogonalize",
+    "tt_boundary_product",
     "tt_contract",
     "tt_contract_xi",
     "tt_round",

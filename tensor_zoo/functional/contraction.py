@@ -18,6 +18,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from tensor_zoo.functional.tt_engine import (
+    DEFAULT_CHUNK_SIZE,
+    TTContraction,
+    resolve_contraction,
+    tt_boundary_product,
+)
+
 
 def rescale(values: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
     """Divide by the (detached) max magnitude over `dim`; return (values / s, log s)."""
@@ -86,6 +93,8 @@ def tt_contract(
     cores: Sequence[Tensor],
     label_core: Tensor | None = None,
     log_format: bool = True,
+    contraction: TTContraction = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Tensor:
     """TT (recurrent) network: h_k = G_k(f(x_k), h_{k-1}), the score is the last state.
 
@@ -93,14 +102,24 @@ def tt_contract(
     - label_core None: the last core carries the class, r_d = C.
     - label_core (r_p, C, r_p): a label site on bond p = len(cores) // 2; all other bonds
       end in 1, and l_y = h_left^T label_core[:, y, :] h_right.
-    Returns logits (B, C).
+    `contraction` picks how the chain is multiplied out (same numbers up to rounding):
+    "sequential" (the sweep), "tree" (transfer matrices and a balanced tree of batched
+    matmuls, `tt_engine`), "chunked" (tree within chunks of `chunk_size` positions, bounded
+    memory), "auto" (`tt_engine.choose_contraction` on the shapes). Returns logits (B, C).
     """
+    strategy = resolve_contraction(contraction, features, cores)
+
+    def sweep(part: Tensor, part_cores: Sequence[Tensor], reverse: bool) -> tuple[Tensor, Tensor]:
+        if strategy == "sequential":
+            return _tt_sweep(part, part_cores, log_format, reverse)
+        return tt_boundary_product(part, part_cores, log_format, reverse, strategy, chunk_size)
+
     if label_core is None:
-        state, log_scale = _tt_sweep(features, cores, log_format, reverse=False)
+        state, log_scale = sweep(features, cores, reverse=False)
         return restore_scale(state, log_scale) if log_format else state
     split = len(cores) // 2
-    left, left_log = _tt_sweep(features[:, :split], cores[:split], log_format, reverse=False)
-    right, right_log = _tt_sweep(features[:, split:], cores[split:], log_format, reverse=True)
+    left, left_log = sweep(features[:, :split], cores[:split], reverse=False)
+    right, right_log = sweep(features[:, split:], cores[split:], reverse=True)
     logits = torch.einsum("bl,lyr,br->by", left, label_core, right)
     return restore_scale(logits, left_log + right_log) if log_format else logits
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, tt_contract, tt_contract_xi, tt_round, tt_to_dense
+from tensor_zoo.functional.tt_engine import CONTRACTIONS, TTContraction
 from tensor_zoo.networks.base import (
     TensorNetwork,
     expand_ranks,
@@ -66,6 +67,12 @@ class TTNet(TensorNetwork):
     down the same way and logits[y] = sum_{l, r} label_core[l, y, r] xi(h_L[l], h_R[r]).
     `log_format` only applies to the product (see `tensor_zoo.functional.generalized`), and
     `full_tensor()` only exists for the product: other networks have no weight tensor.
+
+    `contraction` says how the chain is multiplied out: "sequential" (the sweep, one small
+    GEMM per position), "tree" (transfer matrices multiplied in a balanced tree: log2 d batched
+    matmuls), "chunked" (tree per chunk, bounded memory) or "auto" (chosen from batch size,
+    d, rank and m; see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the
+    same logits and gradients up to rounding.
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class TTNet(TensorNetwork):
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
         xi: Xi = "product",
+        contraction: TTContraction = "auto",
     ) -> None:
         super().__init__(
             in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
@@ -93,6 +101,13 @@ class TTNet(TensorNetwork):
             {"rank": rank, "label_site": label_site, **xi_config(xi)},
         )  # fmt: skip
         self.xi = check_xi(xi)
+        if contraction not in CONTRACTIONS:
+            raise ValueError(
+                f"contraction must be one of {', '.join(map(repr, CONTRACTIONS))}, "
+                f"got {contraction!r}."
+            )
+        self.contraction = contraction
+        self.config["init_args"]["contraction"] = contraction
         d, m = self.num_positions, self.feature_dim
         if label_site not in ("last", "middle"):
             raise ValueError(f"label_site must be 'last' or 'middle', got {label_site!r}.")
@@ -150,7 +165,9 @@ class TTNet(TensorNetwork):
         return list(self.cores)
 
     def contract(self, features: Tensor) -> Tensor:
-        return tt_logits(features, self.tt_cores(), self.label_core, self.xi, self.log_format)
+        return tt_logits(
+            features, self.tt_cores(), self.label_core, self.xi, self.log_format, self.contraction
+        )
 
     def full_tensor(self) -> Tensor:
         require_multilinear(self, "full_tensor()")
@@ -295,11 +312,13 @@ def tt_logits(
     label_core: Tensor | None,
     xi: str,
     log_format: bool,
+    contraction: TTContraction = "auto",
 ) -> Tensor:
-    """The TT network's logits (B, C) for its cores: `tt_contract`, or `tt_contract_xi`."""
+    """The TT network's logits (B, C) for its cores: `tt_contract` (multiplied out as
+    `contraction` says), or `tt_contract_xi` (always a sweep)."""
     if xi != "product":
         return tt_contract_xi(features, cores, label_core, xi)
-    return tt_contract(features, cores, label_core, log_format)
+    return tt_contract(features, cores, label_core, log_format, contraction)
 
 
 def generalized_lr_scale(feature_dim: int) -> float:

@@ -1,4 +1,5 @@
-"""`tensor-zoo list | info | eval | predict | export | publish | certify`: the zoo, from a shell."""
+"""`tensor-zoo list | info | eval | predict | export | publish | certify | onnx`: the zoo,
+from a shell."""
 
 from __future__ import annotations
 
@@ -300,6 +301,32 @@ def certify_command(argv: list[str]) -> None:
         )
 
 
+def onnx_command(argv: list[str]) -> None:
+    from tensor_zoo.zoo.onnx_export import export_onnx
+
+    parser = argparse.ArgumentParser(
+        prog="tensor-zoo onnx",
+        description="Export a published checkpoint to ONNX (dynamic batch; input `images` "
+        "(batch, C, H, W) in [0, 1], output `logits`) and check it in onnxruntime.",
+    )
+    parser.add_argument("name")
+    parser.add_argument("out", help="the .onnx file to write")
+    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
+    args = parser.parse_args(argv)
+    network = load(args.name, path=args.path)
+    try:
+        difference = export_onnx(network, args.out)
+    except ImportError as error:
+        sys.exit(
+            f"tensor-zoo onnx: {error.name or error} is not installed; the ONNX export needs "
+            f'onnx, onnxscript and onnxruntime: pip install "tensor-zoo[onnx]".'
+        )
+    print(
+        f"Wrote {args.out}: onnxruntime's logits differ from torch's by at most "
+        f"{difference:.1e} (relative)."
+    )
+
+
 COMMANDS = {
     "list": list_command,
     "info": info_command,
@@ -308,4 +335,5 @@ COMMANDS = {
     "export": export_command,
     "publish": publish_command,
     "certify": certify_command,
+    "onnx": onnx_command,
 }
