@@ -18,7 +18,6 @@ and returned on free, so RSS follows the live tensors).
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tensor_zoo.cli import CommandParser
 from tensor_zoo.networks import CPNet, HTNet, TensorNetwork, TTNet
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -224,7 +224,7 @@ def spread(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="tensor-zoo bench", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="tensor-zoo bench", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--feature-dim", type=int, default=32)
     parser.add_argument("--rank", type=int, default=16)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -38,6 +40,17 @@ COMMANDS = {
 }
 
 
+class CommandLineError(ValueError):
+    """Arguments a command's parser refused (exit status 2, like argparse)."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argparse parser whose refusals are one line (`main` prints them), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(f"{message} (see `{self.prog} --help`)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatch `tensor-zoo COMMAND [ARGS...]` to the command's own argument parser.
 
@@ -68,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(f"tensor-zoo {args[0]}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except CommandLineError as error:
+        if debug:
+            raise
+        print(f"tensor-zoo {args[0]}: {error}", file=sys.stderr)
+        sys.exit(2)
     except Exception as error:
         if debug:
             raise

@@ -7,13 +7,13 @@ Runs with no files and no downloads from a source checkout (the checkpoint is in
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
 import lightning as L
 import torch
 
+from tensor_zoo.cli import CommandParser
 from tensor_zoo.data import DigitsDataModule
 from tensor_zoo.lightning import TensorNetClassifier
 from tensor_zoo.networks import TTNet
@@ -75,7 +75,7 @@ def evaluate_published(name: str = PUBLISHED) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="tensor-zoo demo", description=__doc__)
+    parser = CommandParser(prog="tensor-zoo demo", description=__doc__)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

@@ -340,7 +340,11 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(cli, zoo_env, tmp
     assert "not a readable safetensors file" in result.stderr and result.returncode == 1
     (broken / "config.json").write_text('{"format_version": 1, "architecture": []}')
     result = cli("info", NAME, "--path", str(broken))  # argparse: no --path for info
-    assert result.returncode == 2
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "unrecognized arguments: --path" in result.stderr and "usage:" not in result.stderr
+    result = cli("eval")  # a missing argument: one line too, not usage + error
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "the following arguments are required: name" in result.stderr
     with pytest.raises(CheckpointFormatError):
         cli("eval", NAME, "--path", str(broken), "--debug")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from tensor_zoo.cli import CommandParser
 from tensor_zoo.networks import TensorNetwork
 from tensor_zoo.zoo.api import load, model_info
 from tensor_zoo.zoo.format import CONFIG_FILE
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def list_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo list", description="List published checkpoints (or all architectures)."
     )
     parser.add_argument("pattern", nargs="?", help='shell-style pattern, e.g. "tt-*"')
@@ -50,7 +51,7 @@ def list_command(argv: list[str]) -> None:
 
 
 def info_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo info", description="Everything known about a model name, as JSON."
     )
     parser.add_argument("name")
@@ -77,7 +78,7 @@ def load_with_card(name: str, path: str | None) -> tuple[TensorNetwork, dict]:
 def eval_command(argv: list[str]) -> None:
     from tensor_zoo.zoo.evaluate import evaluate
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo eval",
         description="Test accuracy of a published checkpoint on its dataset's test split, "
         "beside the number its card claims.",
@@ -103,7 +104,7 @@ def eval_command(argv: list[str]) -> None:
 
 
 def predict_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo predict",
         description="Top classes of image files (PNG 8/16-bit, JPEG, GIF, WebP, BMP, TIFF; "
         "grayscale, RGB, RGBA or palette: converted to the model's channels and size).",
@@ -130,7 +131,7 @@ def predict_command(argv: list[str]) -> None:
 def export_command(argv: list[str]) -> None:
     from tensor_zoo.zoo.export import export_checkpoint
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo export",
         description="Turn a recipe's .ckpt into checkpoints/NAME/ (safetensors, config, card, "
         "golden outputs), measuring its test metrics, and record it in the index.",
@@ -165,7 +166,7 @@ def export_command(argv: list[str]) -> None:
 def publish_command(argv: list[str]) -> None:
     from tensor_zoo.zoo.hub import publish_folder
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo publish",
         description="Upload checkpoints/NAME/ to a Hub repo (created if needed) and pin the "
         "commit in the index.",
@@ -241,7 +242,7 @@ def certify_command(argv: list[str]) -> None:
     )
     from tensor_zoo.expressivity.formats import network_format
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo certify",
         description="How expressive a published checkpoint is: its TT / HT ranks, a certified "
         "lower bound on the CP rank of each class's weight tensor, and the size of the smallest "
@@ -304,7 +305,7 @@ def certify_command(argv: list[str]) -> None:
 def onnx_command(argv: list[str]) -> None:
     from tensor_zoo.zoo.onnx_export import export_onnx
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tensor-zoo onnx",
         description="Export a published checkpoint to ONNX (dynamic batch; input `images` "
         "(batch, C, H, W) in [0, 1], output `logits`) and check it in onnxruntime.",
