@@ -123,14 +123,14 @@ def expand_grid(
 
 
 def point_args(sweep: dict[str, Any], point: Point, extra: list[str]) -> list[str]:
-    """The recipe's arguments for a point: W&B's `${args}`, the folders, then `extra`."""
+    """The recipe's arguments for a point: W&B's `${args}`, `extra`, then the run's folders."""
     args = [f"--{key}={json.dumps(value) if isinstance(value, list) else value}"
             for key, value in point.params.items()]  # fmt: skip
     folder = str(point.folder)
-    args += [f"--trainer.default_root_dir={folder}"]
+    args += [*extra, f"--trainer.default_root_dir={folder}"]
     if "logger=false" not in " ".join(extra).lower():
         args += [f"--trainer.logger.init_args.save_dir={folder}"]
-    return args + extra
+    return args
 
 
 def run_point(
@@ -155,6 +155,14 @@ def _run_in_process(program: str, args: list[str], stream: Any) -> bool:
     """Run a recipe script in this process (no interpreter start-up: for small runs)."""
     import contextlib
 
+    import lightning.pytorch  # noqa: F401  (its log handlers exist before they are redirected)
+
+    handlers = [
+        handler for name in ("lightning.pytorch", "lightning.fabric", "")
+        for handler in logging.getLogger(name).handlers
+        if isinstance(handler, logging.StreamHandler)
+    ]  # fmt: skip
+    saved_streams = [handler.setStream(stream) for handler in handlers]
     saved_argv = sys.argv
     sys.argv = [program, *args]
     try:
@@ -166,6 +174,8 @@ def _run_in_process(program: str, args: list[str], stream: Any) -> bool:
         return False
     finally:
         sys.argv = saved_argv
+        for handler, saved in zip(handlers, saved_streams, strict=True):
+            handler.setStream(saved)
         import wandb
 
         if wandb.run is not None:
