@@ -262,6 +262,7 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
 
 def settings_line(runs: list[dict[str, Any]]) -> str:
     """The settings the runs share, read from their summaries (never from the config files)."""
+
     def values(get: Callable[[dict], Any]) -> str:
         return ", ".join(sorted({str(get(r)) for r in runs}))
 
@@ -283,14 +284,16 @@ def settings_line(runs: list[dict[str, Any]]) -> str:
 
 def results_table(runs: list[dict[str, Any]], keys: tuple[str, ...], planned: int | None) -> str:
     """One row per setting: parameters, runs, train / best val / test accuracy, time."""
-    header = [*keys, "parameters", "epochs", "train acc", "best val acc", "test acc", "s / run"]
+    keys = (*keys, "max_epochs")
+    header = [*keys[:-1], "parameters", "epochs", "train acc", "best val acc", "test acc"]
+    header.append("s / run")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for values, group in grouped(runs, keys).items():
         epochs = sorted({r["max_epochs"] for r in group})
         reduced = planned is not None and max(epochs) < planned
         seconds = statistics.fmean(r["fit_seconds"] for r in group)
         row = [
-            *(str(v) for v in values), f"{group[0]['num_params']:,}",
+            *(str(v) for v in values[:-1]), f"{group[0]['num_params']:,}",
             ", ".join(map(str, epochs)) + (f" (of {planned})" if reduced else ""),
             percent([r["train_acc"] for r in group]), percent([r["best_val_acc"] for r in group]),
             percent([r["test_acc"] for r in group]), f"{seconds:.0f}",
@@ -305,6 +308,7 @@ def still_to_run(results: Results, sweeps: tuple[str, ...]) -> str:
     for sweep in sweeps:
         done, total = results.grids[sweep]
         state = "complete" if done == total else f"{done} of {total} grid points finished"
+        state += " (reduced runs, if any, are not counted)"
         lines.append(
             f"- `{sweep}`: {state}. Run or resume: "
             f"`python -m tensor_zoo.experiments sweep recipes/sweeps/{sweep}.yaml`"
@@ -347,18 +351,18 @@ def experiment_section(experiment: Experiment, results: Results, figures: Path) 
 
 def headline(experiment: Experiment, runs: list[dict[str, Any]]) -> str:
     """Best test accuracy per architecture (mean over seeds of the best setting) vs the paper."""
-    paper = {"mnist": {"TTNet": "0.95 / 0.98 (dropout)", "CPNet": "0.95 / 0.98 (dropout)"},
-             "cifar10": {"TTNet": "0.45", "CPNet": "0.20"}}.get(experiment.key, {})  # fmt: skip
+    paper = {"mnist": {"TTNet": "95% / 98% (dropout)", "CPNet": "95% / 98% (dropout)"},
+             "cifar10": {"TTNet": "45%", "CPNet": "20%"}}.get(experiment.key, {})  # fmt: skip
     lines = ["| architecture | best setting | test acc (ours) | test acc (paper) |",
              "| --- | --- | --- | --- |"]  # fmt: skip
     for architecture in ARCHITECTURES:
         mine = [r for r in runs if r["architecture"] == architecture]
         if not mine:
             continue
-        settings = grouped(mine, ("dataset", "rank", "dropout"))
+        settings = grouped(mine, ("dataset", "rank", "dropout", "max_epochs"))
         best_key = max(settings, key=lambda k: statistics.fmean(r["test_acc"] for r in settings[k]))
-        dataset, rank, dropout = best_key
-        where = f"{dataset}, rank {rank}" + (f", dropout {dropout}" if dropout else "")
+        dataset, rank, dropout, epochs = best_key
+        where = f"{dataset}, rank {rank}, dropout {dropout}, {epochs} epochs"
         lines.append(
             f"| {architecture} | {where} | {percent([r['test_acc'] for r in settings[best_key]])}"
             f" | {paper.get(architecture, 'not reported')} |"
@@ -446,8 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runs-dir", default="runs/sweeps", help="default: runs/sweeps")
     parser.add_argument("--out", default=None, help="default: docs/ (with --quick: a temp folder)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny runs of every experiment and their report, in a temp folder")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny runs of every experiment and their report, in a temp folder",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.quick:

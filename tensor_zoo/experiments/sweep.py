@@ -78,21 +78,27 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     return sweep
 
 
-def point_name(params: dict[str, Any], varying: list[str]) -> str:
+def point_name(params: dict[str, Any], varying: list[str], extra: list[str] | None = None) -> str:
     """A readable, unique folder name: the varying parameters' short values, plus a hash of all
-    the parameters (constants included, so a changed constant makes new points)."""
+    the parameters and extra recipe arguments (a changed constant, or a reduced run such as
+    `--trainer.max_epochs=2`, is a different point from the sweep's own)."""
     parts = []
     for key, value in params.items():
         if key not in varying:
             continue
         short = str(value).rsplit(".", 1)[-1] if isinstance(value, str) else str(value)
         parts.append(f"{key.rsplit('.', 1)[-1]}={short}")
-    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:6]
+    identity = [params, extra] if extra else params
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", ",".join(parts))[:120] + f"-{digest}"
 
 
 def expand_grid(
-    sweep: dict[str, Any], runs_dir: str | Path, name: str, only: dict[str, list[Any]] | None = None
+    sweep: dict[str, Any],
+    runs_dir: str | Path,
+    name: str,
+    only: dict[str, list[Any]] | None = None,
+    extra: list[str] | None = None,
 ) -> list[Point]:
     """Every point of the grid, in the file's order (the last parameter varies fastest).
 
@@ -101,6 +107,7 @@ def expand_grid(
         runs_dir: the folder of all sweeps; points go to `runs_dir/name/<point>`.
         name: the sweep's name (its file stem).
         only: restricts parameters to these values (a sub-grid), e.g. {"model.network.rank": [1]}.
+        extra: recipe arguments added to every point (part of the points' identity).
     """
     only = only or {}
     names, choices = [], []
@@ -117,7 +124,7 @@ def expand_grid(
     points = []
     for combo in itertools.product(*choices):
         params = dict(zip(names, combo, strict=True))
-        folder = Path(runs_dir) / name / point_name(params, varying)
+        folder = Path(runs_dir) / name / point_name(params, varying, extra)
         points.append(Point(params, folder))
     return points
 
@@ -140,7 +147,8 @@ def run_point(
     program = str(root / sweep["program"])
     args = point_args(sweep, point, extra)
     point.folder.mkdir(parents=True, exist_ok=True)
-    (point.folder / "point.json").write_text(json.dumps(point.params, indent=2) + "\n")
+    record = {"params": point.params, "extra_args": extra, "program": sweep["program"]}
+    (point.folder / "point.json").write_text(json.dumps(record, indent=2) + "\n")
     with open(point.folder / "log.txt", "w") as stream:
         if not in_process:
             result = subprocess.run(
@@ -203,7 +211,7 @@ def run_sweep(
         progress: called with one line per point (e.g. print); None: logging.
     """
     sweep = load_sweep(path)
-    points = expand_grid(sweep, runs_dir, Path(path).stem, only)
+    points = expand_grid(sweep, runs_dir, Path(path).stem, only, extra)
     say = progress or log.info
     for index, point in enumerate(points, 1):
         label = f"[{index}/{len(points)}] {point.folder.name}"
@@ -240,10 +248,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("sweep", help="a sweep file, e.g. recipes/sweeps/toy.yaml")
     parser.add_argument("--runs-dir", default="runs/sweeps", help="default: runs/sweeps")
-    parser.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
-                        help="run a sub-grid: only these values of a parameter (repeatable)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run the recipes in this process: no start-up per point (small runs)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="run a sub-grid: only these values of a parameter (repeatable)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the recipes in this process: no start-up per point (small runs)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args_list = sys.argv[1:] if argv is None else list(argv)
     split = args_list.index("--") if "--" in args_list else len(args_list)
@@ -253,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         only = parse_only(args.only)
         sweep = load_sweep(args.sweep)
-        points = expand_grid(sweep, args.runs_dir, Path(args.sweep).stem, only)
+        points = expand_grid(sweep, args.runs_dir, Path(args.sweep).stem, only, args.recipe_args)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"sweep: {error}")
     if args.dry_run:
@@ -263,6 +279,4 @@ def main(argv: list[str] | None = None) -> None:
             command = [sys.executable, sweep["program"], *recipe_args]
             print(f"{state}  {' '.join(command)}")
         return
-    run_sweep(
-        args.sweep, args.runs_dir, args.recipe_args, only, args.in_process, progress=print
-    )
+    run_sweep(args.sweep, args.runs_dir, args.recipe_args, only, args.in_process, progress=print)
