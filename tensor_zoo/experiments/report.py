@@ -200,7 +200,7 @@ def accuracy_figure(
 
 
 def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
-    """The toy decision boundaries: one panel per (set, rank), seed 0, first architecture."""
+    """The toy decision boundaries: one panel per (set, rank), seed 0, TT if it was run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,7 +211,8 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
     from tensor_zoo.lightning.module import TensorNetClassifier
 
     chosen = [r for r in runs if r.get("seed") in (0, None)]
-    architectures = sorted({r["architecture"] for r in chosen}, key=ARCHITECTURES.index)
+    preference = ("TTNet", "CPNet", "HTNet")  # at d = 2 all three are rank-r matrices
+    architectures = sorted({r["architecture"] for r in chosen}, key=preference.index)
     if not chosen:
         return False
     chosen = [r for r in chosen if r["architecture"] == architectures[0]]

@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import re
 import runpy
 import subprocess
@@ -144,6 +145,7 @@ def run_point(
     sweep: dict[str, Any], point: Point, extra: list[str], in_process: bool, root: Path
 ) -> bool:
     """Run one point through its recipe; True when it finished. Output goes to log.txt."""
+    root = root.resolve()
     program = str(root / sweep["program"])
     args = point_args(sweep, point, extra)
     point.folder.mkdir(parents=True, exist_ok=True)
@@ -156,23 +158,27 @@ def run_point(
                 cwd=root, check=False,
             )  # fmt: skip
             return result.returncode == 0 and point.done
-        return _run_in_process(program, args, stream) and point.done
+        return _run_in_process(program, args, stream, root) and point.done
 
 
-def _run_in_process(program: str, args: list[str], stream: Any) -> bool:
+def _run_in_process(program: str, args: list[str], stream: Any, root: Path) -> bool:
     """Run a recipe script in this process (no interpreter start-up: for small runs)."""
     import contextlib
 
     import lightning.pytorch  # noqa: F401  (its log handlers exist before they are redirected)
 
     handlers = [
-        handler for name in ("lightning.pytorch", "lightning.fabric", "")
+        handler
+        for name in ("lightning.pytorch", "lightning.fabric")
         for handler in logging.getLogger(name).handlers
-        if isinstance(handler, logging.StreamHandler)
-    ]  # fmt: skip
-    saved_streams = [handler.setStream(stream) for handler in handlers]
-    saved_argv = sys.argv
+        if type(handler) is logging.StreamHandler
+    ]
+    saved_streams = [handler.stream for handler in handlers]
+    for handler in handlers:
+        handler.setStream(stream)
+    saved_argv, saved_cwd = sys.argv, Path.cwd()
     sys.argv = [program, *args]
+    os.chdir(root)  # the repository root: the sweep's paths are relative to it
     try:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             runpy.run_path(program, run_name="__main__")
@@ -182,6 +188,7 @@ def _run_in_process(program: str, args: list[str], stream: Any) -> bool:
         return False
     finally:
         sys.argv = saved_argv
+        os.chdir(saved_cwd)
         for handler, saved in zip(handlers, saved_streams, strict=True):
             handler.setStream(saved)
         import wandb
@@ -211,7 +218,7 @@ def run_sweep(
         progress: called with one line per point (e.g. print); None: logging.
     """
     sweep = load_sweep(path)
-    points = expand_grid(sweep, runs_dir, Path(path).stem, only, extra)
+    points = expand_grid(sweep, Path(runs_dir).resolve(), Path(path).stem, only, extra)
     say = progress or log.info
     for index, point in enumerate(points, 1):
         label = f"[{index}/{len(points)}] {point.folder.name}"
