@@ -24,6 +24,11 @@ COMMANDS = {
         "tensor_zoo.zoo.commands:publish_command",
         "upload a checkpoint folder to the Hugging Face Hub",
     ),
+    "sweep": ("tensor_zoo.experiments.sweep:main", "run a W&B grid-sweep file locally, resumably"),
+    "report": (
+        "tensor_zoo.experiments.report:main",
+        "build docs/reproduction.md and its figures from the sweeps' runs",
+    ),
 }
 
 
