@@ -268,6 +268,11 @@ def settings_line(runs: list[dict[str, Any]]) -> str:
         return ", ".join(sorted({str(get(r)) for r in runs}))
 
     model = lambda r: r["model"]  # noqa: E731
+    machine = lambda r: (  # noqa: E731
+        "{accelerator}, {cpus} CPUs, torch {torch}".format(**r["machine"])
+        if "machine" in r
+        else "not recorded"
+    )
     parts = [
         f"batch {values(lambda r: r['data'].get('batch_size'))}",
         f"lr {values(lambda r: model(r)['lr'])} ({values(lambda r: model(r)['scheduler'])})",
@@ -279,6 +284,7 @@ def settings_line(runs: list[dict[str, Any]]) -> str:
         f"weight decay {values(lambda r: model(r)['weight_decay'])}",
         f"gradient clipping {values(lambda r: r['gradient_clip_val'])}",
         f"seeds {values(lambda r: r['seed'])}",
+        f"machine {values(machine)}",
     ]
     return "; ".join(parts)
 
@@ -406,7 +412,9 @@ def write_report(results: Results, out: Path, quick: bool = False) -> Path:
         "accuracy of the last training epoch (with dropout active where it is on), *best val "
         "acc* the best epoch's on the 5,000 held-out training images (toy: 200 points), *test "
         "acc* that of the best-validation checkpoint on the official test split (toy: 1,000 "
-        "fresh points). Several seeds: mean ± sample standard deviation (n runs). An *epochs* "
+        "fresh points). *s / run*: wall-clock seconds of fitting on the machine that ran it "
+        "(here a 2-core machine shared with other jobs, so an upper bound). Several seeds: "
+        "mean ± sample standard deviation (n runs). An *epochs* "
         "entry `3 (of 20)` marks a reduced run. Data: MNIST is the original set; CIFAR-10 is a "
         "**JPEG-recompressed copy** (about quality 75) of the original images, so its numbers "
         "are for that copy. Differences from the paper: PyTorch instead of TensorFlow; the "

@@ -178,6 +178,11 @@ class ExperimentSummary(L.Callback):
             "accumulate_grad_batches": trainer.accumulate_grad_batches,
             "precision": str(trainer.precision),
             "world_size": trainer.world_size,
+            "machine": {
+                "accelerator": type(trainer.accelerator).__name__,
+                "cpus": os.cpu_count(),
+                "torch": torch.__version__,
+            },
             "data": data,
             "model": dict(pl_module.hparams),
         }
