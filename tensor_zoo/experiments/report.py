@@ -189,6 +189,10 @@ def accuracy_figure(
                 label=f"{label} ({'test' if metric == 'test_acc' else 'train'})",
             )  # fmt: skip
     axes.set_xscale("log", base=2 if x_key == "rank" else 10)
+    if x_key == "rank":  # the ranks run, as plain numbers
+        ranks = sorted({run["rank"] for run in runs})
+        axes.set_xticks(ranks, [str(rank) for rank in ranks])
+        axes.minorticks_off()
     axes.set_xlabel("rank" if x_key == "rank" else "parameters")
     axes.set_ylabel("accuracy")
     axes.set_title(title)
