@@ -283,6 +283,7 @@ def settings_line(runs: list[dict[str, Any]]) -> str:
         f"epochs {values(lambda r: r['max_epochs'])}",
         f"m = {values(lambda r: r['feature_dim'])}",
         f"d = {values(lambda r: r['num_positions'])}",
+        f"patch ordering {values(lambda r: model(r)['network']['init_args'].get('ordering'))}",
         f"augmentation {values(lambda r: r['data'].get('augment'))}",
         f"label smoothing {values(lambda r: model(r)['label_smoothing'])}",
         f"weight decay {values(lambda r: model(r)['weight_decay'])}",
@@ -320,8 +321,10 @@ def still_to_run(results: Results, sweeps: tuple[str, ...]) -> str:
         done, total = results.grids[sweep]
         state = "complete" if done == total else f"{done} of {total} grid points finished"
         state += " (reduced runs, if any, are not counted)"
+        program = load_sweep(SWEEPS / f"{sweep}.yaml")["program"]
+        data = "" if program.endswith("toy.py") else " (with the dataset files: `TENSOR_ZOO_DATA`)"
         lines.append(
-            f"- `{sweep}`: {state}. Run or resume: "
+            f"- `{sweep}`: {state}. Run or resume{data}: "
             f"`python -m tensor_zoo.experiments sweep recipes/sweeps/{sweep}.yaml`"
         )
     return "\n".join(lines)
