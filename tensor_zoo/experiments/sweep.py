@@ -34,6 +34,8 @@ import yaml
 
 log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
+# arguments that change how a run prints, never what it computes: not part of a point's identity
+COSMETIC = ("--trainer.enable_progress_bar", "--trainer.enable_model_summary")
 
 
 @dataclass
@@ -89,6 +91,7 @@ def point_name(params: dict[str, Any], varying: list[str], extra: list[str] | No
             continue
         short = str(value).rsplit(".", 1)[-1] if isinstance(value, str) else str(value)
         parts.append(f"{key.rsplit('.', 1)[-1]}={short}")
+    extra = [arg for arg in extra or [] if not arg.startswith(COSMETIC)]
     identity = [params, extra] if extra else params
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", ",".join(parts))[:120] + f"-{digest}"
