@@ -330,6 +330,21 @@ def still_to_run(results: Results, sweeps: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def extra_arguments(runs: list[dict[str, Any]], sweeps: tuple[str, ...]) -> str:
+    """How the runs were made: the sweep command and the extra arguments of reduced runs."""
+    commands: dict[str, int] = defaultdict(int)
+    for run in runs:
+        point_file = Path(run["folder"]) / "point.json"
+        record = json.loads(point_file.read_text()) if point_file.is_file() else {}
+        extra = " ".join(record.get("extra_args", []))
+        sweep = Path(run["folder"]).parent.name
+        command = f"python -m tensor_zoo.experiments sweep recipes/sweeps/{sweep}.yaml"
+        commands[command + (f" --only ... -- {extra}" if extra else "")] += 1
+    lines = ["**How these runs were made** (count, command):", ""]
+    lines += [f"- {count}: `{command}`" for command, count in sorted(commands.items())]
+    return "\n".join(lines)
+
+
 def experiment_section(experiment: Experiment, results: Results, figures: Path) -> str:
     """The markdown of one experiment: paper's numbers, ours, settings, figures, what is left."""
     runs = [run for sweep in experiment.sweeps for run in results.runs.get(sweep, [])]
@@ -358,6 +373,7 @@ def experiment_section(experiment: Experiment, results: Results, figures: Path) 
             name = f"{experiment.key}_accuracy_vs_{what}.png"
             accuracy_figure(runs, x_key, f"{dataset}: accuracy vs {what}", figures / name, split)
             text += [f"![{dataset} accuracy against {what}](figures/{name})", ""]
+    text += [extra_arguments(runs, experiment.sweeps), ""]
     text += ["**Still to run** (grid points without a finished run):", ""]
     text += [still_to_run(results, experiment.sweeps), ""]
     return "\n".join(text)
