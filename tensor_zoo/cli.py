@@ -37,6 +37,11 @@ COMMANDS = {
         "tensor_zoo.zoo.commands:onnx_command",
         "export a checkpoint to ONNX (dynamic batch), checked in onnxruntime",
     ),
+    "sweep": ("tensor_zoo.experiments.sweep:main", "run a W&B grid-sweep file locally, resumably"),
+    "report": (
+        "tensor_zoo.experiments.report:main",
+        "build docs/reproduction.md and its figures from the sweeps' runs",
+    ),
 }
 
 

@@ -152,6 +152,23 @@ class TensorZooCLI(LightningCLI):
     def before_predict(self) -> None:
         self.prepare()
 
+    def after_instantiate_classes(self) -> None:
+        """Give W&B loggers the group and tags of an ExperimentSummary callback, if any, before
+        their run starts (W&B takes a group only then); a group or tags given are kept."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        from tensor_zoo.lightning.callbacks import ExperimentSummary
+
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return
+        summaries = [c for c in trainer.callbacks if isinstance(c, ExperimentSummary)]
+        for logger in trainer.loggers:
+            pending = getattr(logger, "_wandb_init", None)  # Lightning's wandb.init kwargs
+            if summaries and isinstance(logger, WandbLogger) and isinstance(pending, dict):
+                for key, value in summaries[0].wandb_init_args(self.model, self.datamodule).items():
+                    pending[key] = pending.get(key) or value
+
 
 def run_recipe(datamodule_class: type, config: Path, argv: list[str] | None = None) -> None:
     """Run a recipe's CLI; with no subcommand: fit, then test the best checkpoint.
