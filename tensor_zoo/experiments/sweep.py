@@ -15,7 +15,6 @@ the next call.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tensor_zoo.cli import CommandParser
 
 log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
@@ -252,7 +253,7 @@ def parse_only(items: list[str]) -> dict[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m tensor_zoo.experiments sweep FILE [--runs-dir DIR] [--only K=V,..] [-- ARGS]`."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tensor_zoo.experiments sweep",
         description="Run a W&B grid-sweep file locally (no account), resumably.",
     )
