@@ -199,11 +199,6 @@ class TensorNetwork(nn.Module):
             if input_std is None
             else torch.tensor(input_std, dtype=torch.float)
         )
-        if mean.shape != (in_channels,) or std.shape != (in_channels,) or (std <= 0).any():
-            raise ValueError(
-                f"input_mean and input_std need one value per channel ({in_channels}), std > 0; "
-                f"got {input_mean!r} and {input_std!r}."
-            )
         self.register_buffer("input_mean", mean)
         self.register_buffer("input_std", std)
         self._training_range_checked = False  # see check_input_range
