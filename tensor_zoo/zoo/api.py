@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from tensor_zoo.networks import TensorNetwork, build_network
 from tensor_zoo.zoo.format import (
@@ -146,18 +145,6 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> TensorNe
     return build_network(config)
 
 
-class _ParametersOnMeta(TorchFunctionMode):
-    """Tensor factories without an explicit device allocate nothing (the meta device)."""
-
-    FACTORIES = frozenset({torch.empty, torch.empty_like, torch.randn, torch.rand})
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func in self.FACTORIES and kwargs.get("device") is None:
-            kwargs["device"] = "meta"
-        return func(*args, **kwargs)
-
-
 def count_parameters(config: dict[str, Any]) -> int:
     """Trainable parameters of the network a config describes, from shapes alone.
 
@@ -167,7 +154,7 @@ def count_parameters(config: dict[str, Any]) -> int:
     Args:
         config: {"class_path", "init_args"}, as `net.config`.
     """
-    with _ParametersOnMeta():
+    with torch.device("meta"):
         return build_network(config).num_params
 
 
