@@ -21,15 +21,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
 
-from tensor_zoo.cli import CommandParser
+from tensor_zoo.cli import PositiveInt, one_of
 from tensor_zoo.networks import CPNet, HTNet, TensorNetwork, TTNet
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -40,7 +41,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "pixels1024": {"in_channels": 1, "image_size": 32, "patch_size": 1},
     "pixels4096": {"in_channels": 1, "image_size": 64, "patch_size": 1},
 }
-DEFAULT_CONFIGS = ["cifar10", "mnist"]
+DEFAULT_CONFIGS = ("cifar10", "mnist")
+ConfigName = Annotated[str, one_of(CONFIGS, "config")]
 NETWORKS = {"CP": CPNet, "TT": TTNet, "HT": HTNet}
 
 
@@ -223,32 +225,42 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = CommandParser(prog="tensor-zoo bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--feature-dim", type=int, default=32)
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--min-seconds", type=float, default=2.0, help="time per measurement")
-    parser.add_argument(
-        "--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS),
-        help="pixels784 / pixels1024 / pixels4096: one site per pixel (long sequences)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="measurements per cell (median, min-max)"
-    )
-    args = parser.parse_args(argv)
+def main(
+    *,
+    batch: PositiveInt = 256,
+    feature_dim: PositiveInt = 32,
+    rank: PositiveInt = 16,
+    device: str | None = None,
+    min_seconds: float = 2.0,
+    configs: tuple[ConfigName, ...] = DEFAULT_CONFIGS,
+    repeats: PositiveInt = 3,
+) -> None:
+    """Time CP, TT and HT contractions against a plain reference implementation.
 
-    device = torch.device(args.device)
+    Images/s for inference and a training step, peak memory, FLOPs and the achieved share of
+    this machine's fp32 matmul rate; each cell the median (min-max) of interleaved measurements,
+    each in a fresh process.
+
+    Args:
+        batch: images per step.
+        feature_dim: m, the features per patch.
+        rank: the networks' rank.
+        device: a torch device (default: cuda when available, else cpu).
+        min_seconds: the time each measurement runs.
+        configs: the configurations to time; pixels784, pixels1024 and pixels4096 are one site
+            per pixel (long sequences).
+        repeats: measurements per cell (their median and min-max are printed).
+    """
+    device_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
     threads = torch.get_num_threads()
-    peak = matmul_gflops(device)
+    peak = matmul_gflops(torch.device(device_name))
     print(
-        f"device {device} ({threads} threads), torch {torch.__version__}, batch {args.batch}, "
-        f"m = {args.feature_dim}, rank = {args.rank}; fp32 matmul (2048^3): {peak:.1f} GFLOP/s"
+        f"device {device_name} ({threads} threads), torch {torch.__version__}, batch {batch}, "
+        f"m = {feature_dim}, rank = {rank}; fp32 matmul (2048^3): {peak:.1f} GFLOP/s"
     )
     print(
         "max relative difference library vs reference (float64): "
-        f"{check_reference(args.feature_dim, args.rank):.1e}"
+        f"{check_reference(feature_dim, rank):.1e}"
     )
     header = (
         f"{'config':<10} {'net':<3} {'impl':<9} {'d':>4} {'MFLOP/img':>9} "
@@ -259,22 +271,22 @@ def main(argv: list[str] | None = None) -> None:
     print("-" * len(header))
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
-        for config in args.configs:
+        for config in configs:
             for network in NETWORKS:
                 if not runs(config, network):
                     continue
-                net = build(config, network, args.feature_dim, args.rank)
+                net = build(config, network, feature_dim, rank)
                 flops = forward_flops(net)
                 results: dict[tuple[str, str], list[dict[str, float]]] = {}
-                for _ in range(args.repeats):  # interleaved: a load change hits every cell
+                for _ in range(repeats):  # interleaved: a load change hits every cell
                     for impl in ("tensor_zoo", "reference"):
                         for mode in ("inference", "train"):
                             job = {
                                 "config": config, "network": network, "impl": impl,
-                                "mode": mode, "batch": args.batch,
-                                "feature_dim": args.feature_dim, "rank": args.rank,
-                                "device": args.device, "threads": threads,
-                                "min_seconds": args.min_seconds,
+                                "mode": mode, "batch": batch,
+                                "feature_dim": feature_dim, "rank": rank,
+                                "device": device_name, "threads": threads,
+                                "min_seconds": min_seconds,
                             }  # fmt: skip
                             results.setdefault((impl, mode), []).append(
                                 pool.apply(_measure, (job,))
@@ -307,4 +319,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tensor_zoo.cli import main as command_line
+
+    command_line(["bench", *sys.argv[1:]])

@@ -63,7 +63,7 @@ def exported(tmp_path_factory):
     trainer.save_checkpoint(ckpt)
     index = root / "index.json"
     folder = export_checkpoint(
-        ckpt, "tt-mnist-r2", "python recipes/mnist.py --model.network.rank=2", root / "checkpoints",
-        str(root / "data"), index_path=index, progress=False,
+        ckpt, "tt-mnist-r2", command="python recipes/mnist.py --model.network.rank=2",
+        out=root / "checkpoints", data_root=str(root / "data"), index=index, progress=False,
     )  # fmt: skip
     return {"root": root, "folder": folder, "index": index, "network": network.eval()}

@@ -29,7 +29,6 @@ from typing import Any
 
 import yaml
 
-from tensor_zoo.cli import CommandParser
 from tensor_zoo.experiments.sweep import expand_grid, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -474,32 +473,30 @@ def run_quick(workdir: Path, progress: Callable[[str], None] | None = None) -> R
     return collect(workdir / "runs")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m tensor_zoo.experiments report [--runs-dir DIR] [--out DIR] [--quick]`."""
-    parser = CommandParser(
-        prog="python -m tensor_zoo.experiments report",
-        description="Build docs/reproduction.md and docs/figures/ from the sweeps' runs.",
-    )
-    parser.add_argument("--runs-dir", default="runs/sweeps", help="default: runs/sweeps")
-    parser.add_argument("--out", default=None, help="default: docs/ (with --quick: a temp folder)")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny runs of every experiment and their report, in a temp folder",
-    )
-    args = parser.parse_args(argv)
+def main(*, runs_dir: str = "runs/sweeps", out: str | None = None, quick: bool = False) -> None:
+    """Build docs/reproduction.md and its figures from the sweeps' runs.
+
+    Args:
+        runs_dir: where the sweeps' runs are.
+        out: the folder to write reproduction.md and figures/ into (default: docs/; with
+            --quick: a new temporary folder).
+        quick: tiny runs of every experiment and their report, in a temporary folder (a check
+            that the pipeline runs).
+    """
     start = time.perf_counter()
-    if args.quick:
-        out = Path(args.out or tempfile.mkdtemp(prefix="tensor-zoo-report-"))
-        results = run_quick(out, progress=print)
+    if quick:
+        folder = Path(out or tempfile.mkdtemp(prefix="tensor-zoo-report-"))
+        results = run_quick(folder, progress=print)
         wanted = [sweep for experiment in EXPERIMENTS for sweep in experiment.sweeps]
         missing = [name for name in wanted if not results.runs[name]]
-        path = write_report(results, out, quick=True)
+        path = write_report(results, folder, quick=True)
         print(f"Quick report: {path} ({time.perf_counter() - start:.0f} s)")
         if missing:
-            sys.exit(f"report --quick: no finished run for {missing}; see their log.txt in {out}")
+            sys.exit(
+                f"report --quick: no finished run for {missing}; see their log.txt in {folder}"
+            )
         return
-    results = collect(args.runs_dir)
-    path = write_report(results, Path(args.out or ROOT / "docs"))
+    results = collect(runs_dir)
+    path = write_report(results, Path(out or ROOT / "docs"))
     done = {name: grid for name, grid in results.grids.items()}
-    print(f"Wrote {path} from {args.runs_dir}: finished / grid points {json.dumps(done)}")
+    print(f"Wrote {path} from {runs_dir}: finished / grid points {json.dumps(done)}")

@@ -31,8 +31,6 @@ from typing import Any
 
 import yaml
 
-from tensor_zoo.cli import CommandParser
-
 log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
 # arguments that change how a run prints, never what it computes: not part of a point's identity
@@ -251,43 +249,36 @@ def parse_only(items: list[str]) -> dict[str, list[str]]:
     return only
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m tensor_zoo.experiments sweep FILE [--runs-dir DIR] [--only K=V,..] [-- ARGS]`."""
-    parser = CommandParser(
-        prog="python -m tensor_zoo.experiments sweep",
-        description="Run a W&B grid-sweep file locally (no account), resumably.",
-    )
-    parser.add_argument("sweep", help="a sweep file, e.g. recipes/sweeps/toy.yaml")
-    parser.add_argument("--runs-dir", default="runs/sweeps", help="default: runs/sweeps")
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="KEY=V1,V2",
-        help="run a sub-grid: only these values of a parameter (repeatable)",
-    )
-    parser.add_argument(
-        "--in-process",
-        action="store_true",
-        help="run the recipes in this process: no start-up per point (small runs)",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    args_list = sys.argv[1:] if argv is None else list(argv)
-    split = args_list.index("--") if "--" in args_list else len(args_list)
-    parser.epilog = "Arguments after -- are added to every point's recipe command."
-    args = parser.parse_args(args_list[:split])
-    args.recipe_args = args_list[split + 1 :]
-    try:
-        only = parse_only(args.only)
-        sweep = load_sweep(args.sweep)
-        points = expand_grid(sweep, args.runs_dir, Path(args.sweep).stem, only, args.recipe_args)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"sweep: {error}")
-    if args.dry_run:
+def main(
+    sweep: str,
+    *recipe_args: str,
+    runs_dir: str = "runs/sweeps",
+    only: tuple[str, ...] = (),
+    in_process: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """Run a W&B grid-sweep file locally, resumably (no account needed).
+
+    Every point runs through its recipe in RUNS_DIR/<sweep>/<point>/; points that finished are
+    skipped, so an interrupted sweep resumes.
+
+    Args:
+        sweep: a sweep file, e.g. recipes/sweeps/toy.yaml.
+        recipe_args: arguments added to every point's recipe command (they make it another
+            point: a reduced run never passes for the sweep's own).
+        runs_dir: where the points' run folders are.
+        only: run a sub-grid: only these values of a parameter, as KEY=V1,V2 (repeatable).
+        in_process: run the recipes in this process: no start-up per point (small runs).
+        dry_run: print the commands, run nothing.
+    """
+    extra = list(recipe_args)
+    subgrid = parse_only(list(only))
+    grid = load_sweep(sweep)
+    points = expand_grid(grid, runs_dir, Path(sweep).stem, subgrid, extra)
+    if dry_run:
         for point in points:
             state = "done" if point.done else "todo"
-            recipe_args = point_args(sweep, point, args.recipe_args)
-            command = [sys.executable, sweep["program"], *recipe_args]
+            command = [sys.executable, grid["program"], *point_args(grid, point, extra)]
             print(f"{state}  {' '.join(command)}")
         return
-    run_sweep(args.sweep, args.runs_dir, args.recipe_args, only, args.in_process, progress=print)
+    run_sweep(sweep, runs_dir, extra, subgrid, in_process, progress=print)

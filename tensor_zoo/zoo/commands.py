@@ -1,24 +1,30 @@
 """`tensor-zoo list | info | eval | predict | export | publish | certify | onnx`: the zoo,
-from a shell."""
+from a shell. Each function is a command; `tensor_zoo.cli` builds its options from the signature
+and the `Args:` docstring."""
 
 from __future__ import annotations
 
-import argparse
+import functools
 import itertools
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import torch
 
-from tensor_zoo.cli import CommandParser
+from tensor_zoo.cli import PositiveInt, one_of
 from tensor_zoo.networks import TensorNetwork
 from tensor_zoo.zoo.api import load, model_info
+from tensor_zoo.zoo.export import export_checkpoint
 from tensor_zoo.zoo.format import CONFIG_FILE
 from tensor_zoo.zoo.hub import hub_org, local_checkpoints_dir, sha256_file
 from tensor_zoo.zoo.preprocess import transforms
 from tensor_zoo.zoo.registry import (
+    ARCHITECTURES,
+    DATASETS,
+    ModelName,
     UnknownModelError,
     index_path,
     list_models,
@@ -29,17 +35,46 @@ from tensor_zoo.zoo.registry import (
 log = logging.getLogger(__name__)
 
 
-def list_command(argv: list[str]) -> None:
-    parser = CommandParser(
-        prog="tensor-zoo list", description="List published checkpoints (or all architectures)."
-    )
-    parser.add_argument("pattern", nargs="?", help='shell-style pattern, e.g. "tt-*"')
-    parser.add_argument(
-        "--all", action="store_true", help="also list architectures without published weights"
-    )
-    args = parser.parse_args(argv)
-    for name in list_models(args.pattern, pretrained=not args.all):
-        info = model_info(name)
+Architecture = Annotated[str, one_of(ARCHITECTURES, "architecture")]
+Dataset = Annotated[str, one_of(DATASETS, "dataset")]
+
+
+def list_command(
+    pattern: str | None = None,
+    *,
+    all_: bool = False,
+    arch: Architecture | None = None,
+    dataset: Dataset | None = None,
+    sort: Literal["name", "accuracy", "params"] = "name",
+) -> None:
+    """List published checkpoints: parameters and measured test accuracy.
+
+    One line per model, filtered by name, architecture and dataset, in the order asked for.
+
+    Args:
+        pattern: a shell-style pattern of names, e.g. "tt-*".
+        all_: also list architectures without published weights (no accuracy).
+        arch: only this architecture: cp (shallow), tt (recurrent) or ht (deep).
+        dataset: only the models of this dataset.
+        sort: by name (architecture, dataset, rank), by test accuracy (best first; models
+            without weights last) or by parameters (fewest first).
+    """
+    names = [
+        name
+        for name in list_models(pattern, pretrained=not all_)
+        if arch in (None, ModelName.parse(name).arch)
+        and dataset in (None, ModelName.parse(name).dataset)
+    ]
+    infos = [model_info(name) for name in names]
+    if sort == "accuracy":
+        infos.sort(key=lambda info: -info["metrics"]["test/acc"] if info["pretrained"] else 1)
+    elif sort == "params":
+        infos.sort(key=lambda info: info["num_params"])
+    if not infos:
+        hint = "" if all_ else " (--all also lists architectures without published weights)"
+        print(f"No model matches{hint}.", file=sys.stderr)
+    for info in infos:
+        name = info["name"]
         if info["pretrained"]:
             metrics = info["metrics"]
             print(
@@ -50,24 +85,13 @@ def list_command(argv: list[str]) -> None:
             print(f"{name:<22}{info['num_params']:>10,} params  (no published weights)")
 
 
-def info_command(argv: list[str]) -> None:
-    parser = CommandParser(
-        prog="tensor-zoo info", description="Everything known about a model name, as JSON."
-    )
-    parser.add_argument("name")
-    args = parser.parse_args(argv)
-    print(json.dumps(model_info(args.name), indent=2))
+def info_command(name: str) -> None:
+    """Everything known about a model name, as JSON.
 
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    Args:
+        name: a published checkpoint, or any `{arch}-{dataset}-r{rank}`.
+    """
+    print(json.dumps(model_info(name), indent=2))
 
 
 def load_with_card(name: str, path: str | None) -> tuple[TensorNetwork, dict]:
@@ -75,24 +99,31 @@ def load_with_card(name: str, path: str | None) -> tuple[TensorNetwork, dict]:
     return load(name, path=path), model_info(name, path=path)
 
 
-def eval_command(argv: list[str]) -> None:
+def eval_command(
+    name: str,
+    *,
+    path: str | None = None,
+    data_root: str | None = None,
+    batch_size: PositiveInt = 500,
+    limit: PositiveInt | None = None,
+) -> None:
+    """Measure a checkpoint's test accuracy beside the number its card claims.
+
+    The test split is its dataset's official one (scikit-learn digits: the fixed held-out one).
+
+    Args:
+        name: the published checkpoint.
+        path: a local checkpoint folder instead of the published one.
+        data_root: where the dataset is (else TENSOR_ZOO_DATA, then the cache).
+        batch_size: images per forward pass.
+        limit: only the first LIMIT test images.
+    """
     from tensor_zoo.zoo.evaluate import evaluate
 
-    parser = CommandParser(
-        prog="tensor-zoo eval",
-        description="Test accuracy of a published checkpoint on its dataset's test split, "
-        "beside the number its card claims.",
-    )
-    parser.add_argument("name")
-    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
-    parser.add_argument("--data-root", help="where the dataset is (else TENSOR_ZOO_DATA, cache)")
-    parser.add_argument("--batch-size", type=positive_int, default=500)
-    parser.add_argument("--limit", type=positive_int, help="only the first LIMIT test images")
-    args = parser.parse_args(argv)
-    network, info = load_with_card(args.name, args.path)
-    metrics = evaluate(network, info["dataset_key"], args.data_root, args.batch_size, args.limit)
+    network, info = load_with_card(name, path)
+    metrics = evaluate(network, info["dataset_key"], data_root, batch_size, limit)
     count = int(metrics["images"])
-    line = f"{args.name}: test accuracy {metrics['test/acc']:.2%} on {count:,} test images"
+    line = f"{name}: test accuracy {metrics['test/acc']:.2%} on {count:,} test images"
     if info["pretrained"]:
         claimed = info["metrics"]
         line += (
@@ -103,91 +134,79 @@ def eval_command(argv: list[str]) -> None:
     print(line)
 
 
-def predict_command(argv: list[str]) -> None:
-    parser = CommandParser(
-        prog="tensor-zoo predict",
-        description="Top classes of image files (PNG 8/16-bit, JPEG, GIF, WebP, BMP, TIFF; "
-        "grayscale, RGB, RGBA or palette: converted to the model's channels and size).",
-    )
-    parser.add_argument("name")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--top", type=positive_int, default=3, help="how many classes to show")
-    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
-    args = parser.parse_args(argv)
-    network, info = load_with_card(args.name, args.path)
+def predict_command(
+    name: str, images: list[str], *, top: PositiveInt = 3, path: str | None = None
+) -> None:
+    """Top classes of image files, with their probabilities.
+
+    PNG (8 or 16-bit), JPEG, GIF, WebP, BMP or TIFF; grayscale, RGB, RGBA or palette: each is
+    converted to the model's channels and size.
+
+    Args:
+        name: the published checkpoint.
+        images: the image files.
+        top: how many classes to show.
+        path: a local checkpoint folder instead of the published one.
+    """
+    network, info = load_with_card(name, path)
     classes = info["classes"]
     preprocess = transforms(network)
-    batch = torch.stack([preprocess.read(path) for path in args.images])
+    batch = torch.stack([preprocess.read(image) for image in images])
     with torch.no_grad():
         probabilities = network(batch).softmax(-1)
-    top = probabilities.topk(min(args.top, len(classes)), dim=-1)
-    for path, values, indices in zip(args.images, top.values, top.indices, strict=True):
+    best = probabilities.topk(min(top, len(classes)), dim=-1)
+    for image, values, indices in zip(images, best.values, best.indices, strict=True):
         ranked = ", ".join(
             f"{classes[i]} {v:.1%}" for v, i in zip(values.tolist(), indices.tolist(), strict=True)
         )
-        print(f"{path}: {ranked}")
+        print(f"{image}: {ranked}")
 
 
-def export_command(argv: list[str]) -> None:
-    from tensor_zoo.zoo.export import export_checkpoint
-
-    parser = CommandParser(
-        prog="tensor-zoo export",
-        description="Turn a recipe's .ckpt into checkpoints/NAME/ (safetensors, config, card, "
-        "golden outputs), measuring its test metrics, and record it in the index.",
-    )
-    parser.add_argument("ckpt", help="the training checkpoint (best-*.ckpt of a recipe run)")
-    parser.add_argument("name", help="{arch}-{dataset}-r{rank}, e.g. tt-mnist-r16")
-    parser.add_argument("--command", required=True, help="the exact command that trained it")
-    parser.add_argument("--out", help="parent folder (default: the local checkpoints folder)")
-    parser.add_argument("--data-root", help="where the dataset is (else TENSOR_ZOO_DATA, cache)")
-    parser.add_argument("--data-variant", help='a non-original data copy, e.g. "JPEG copy"')
-    parser.add_argument("--data-note", help="a sentence on that copy, for the card")
-    parser.add_argument("--training-note", help="sentences about the run, for the card")
-    parser.add_argument("--index", type=Path, help="the index to update (default: in use)")
-    parser.add_argument("--epochs", type=int, help="epochs, if the run folder does not say")
-    parser.add_argument("--wall-time-s", type=float, help="training seconds, likewise")
-    parser.add_argument(
-        "--force", action="store_true", help="replace an existing folder and index entry"
-    )
-    args = parser.parse_args(argv)
-    folder = export_checkpoint(
-        args.ckpt, args.name, args.command, args.out, args.data_root, args.data_variant,
-        args.data_note, args.training_note, args.index, epochs=args.epochs,
-        wall_time_s=args.wall_time_s, force=args.force,
-    )  # fmt: skip
+@functools.wraps(export_checkpoint)  # its parameters and `Args:` are the command's options
+def export_command(*args: Any, **kwargs: Any) -> None:
+    folder = export_checkpoint(*args, **kwargs)
     config = json.loads((folder / CONFIG_FILE).read_text())
     print(
         f"Wrote {folder}: test accuracy {config['metrics']['test/acc']:.2%} on "
-        f"{config['metrics']['measured_on']}; index {args.index or index_path()} updated."
+        f"{config['metrics']['measured_on']}; index {kwargs.get('index') or index_path()} "
+        "updated."
     )
 
 
-def publish_command(argv: list[str]) -> None:
+def publish_command(
+    name: str,
+    *,
+    repo: str | None = None,
+    folder: Path | None = None,
+    token: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    index: Path | None = None,
+) -> None:
+    """Upload a checkpoint folder to the Hugging Face Hub and pin the commit in the index.
+
+    The repo is created if needed; every file is checked against the index first.
+
+    Args:
+        name: the exported checkpoint.
+        repo: ORG/NAME on the Hub (default: $TENSOR_ZOO_HUB_ORG/NAME).
+        folder: the checkpoint folder (default: the local checkpoints folder/NAME).
+        token: a write token (default: HF_TOKEN or the saved login).
+        private: create the repo private.
+        dry_run: list what would be uploaded, send nothing.
+        index: the index file to update (default: the one in use).
+    """
     from tensor_zoo.zoo.hub import publish_folder
 
-    parser = CommandParser(
-        prog="tensor-zoo publish",
-        description="Upload checkpoints/NAME/ to a Hub repo (created if needed) and pin the "
-        "commit in the index.",
-    )
-    parser.add_argument("name")
-    parser.add_argument("--repo", help="ORG/NAME on the Hub (default: $TENSOR_ZOO_HUB_ORG/NAME)")
-    parser.add_argument("--folder", type=Path, help="default: the local checkpoints folder/NAME")
-    parser.add_argument("--token", help="a write token (default: HF_TOKEN or the saved login)")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
-    parser.add_argument("--index", type=Path, help="the index to update (default: in use)")
-    args = parser.parse_args(argv)
-    repo_id = args.repo or f"{hub_org()}/{args.name}"
-    folder = args.folder or (local_checkpoints_dir() or Path("checkpoints")) / args.name
-    index_file = args.index or index_path()
-    index = read_index(index_file)
-    if args.name not in index["models"]:
+    repo_id = repo or f"{hub_org()}/{name}"
+    folder = folder or (local_checkpoints_dir() or Path("checkpoints")) / name
+    index_file = index or index_path()
+    recorded = read_index(index_file)
+    if name not in recorded["models"]:
         raise UnknownModelError(
-            f"{args.name!r} is not in {index_file}; export it first (tensor-zoo export)."
+            f"{name!r} is not in {index_file}; export it first (tensor-zoo export)."
         )
-    entry = index["models"][args.name]
+    entry = recorded["models"][name]
     for filename, expected in entry["files"].items():
         path = folder / filename
         if not path.is_file() or sha256_file(path) != expected["sha256"]:
@@ -198,15 +217,15 @@ def publish_command(argv: list[str]) -> None:
     extra = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in entry["files"])
     if extra:
         sys.exit(f"tensor-zoo publish: {folder} has files the index does not list: {extra}.")
-    if args.dry_run:
+    if dry_run:
         print(f"Would upload to {repo_id} (dry run, nothing sent):")
         for filename, expected in entry["files"].items():
             print(f"  {filename:<20}{expected['size']:>12,} bytes  sha256 {expected['sha256']}")
         return
-    revision = publish_folder(folder, repo_id, args.token, args.private)
-    index["models"][args.name]["hub"] = {"repo_id": repo_id, "revision": revision}
-    write_index(index, index_file)
-    print(f"Uploaded {args.name} to {repo_id} at revision {revision}; pinned in {index_file}.")
+    revision = publish_folder(folder, repo_id, token, private)
+    recorded["models"][name]["hub"] = {"repo_id": repo_id, "revision": revision}
+    write_index(recorded, index_file)
+    print(f"Uploaded {name} to {repo_id} at revision {revision}; pinned in {index_file}.")
 
 
 def _compact(values: list[int] | tuple[int, ...], count: int | None = None) -> str:
@@ -231,7 +250,18 @@ def _ranks_line(label: str, per_class: list[tuple[int, ...]]) -> str:
     return f"{label} (max over classes): {_compact(maxima)}"
 
 
-def certify_command(argv: list[str]) -> None:
+def certify_command(name: str, *, path: str | None = None, max_rows: PositiveInt = 1024) -> None:
+    """Ranks of a checkpoint and a certified bound on an equivalent shallow network's width.
+
+    How expressive a published checkpoint is: its TT / HT ranks, a certified lower bound on the
+    CP rank of each class's weight tensor, and the size of the smallest CP (shallow) network
+    that could compute the same scores (docs/expressivity.md).
+
+    Args:
+        name: the published checkpoint.
+        path: a local checkpoint folder instead of the published one.
+        max_rows: the size of the sub-grid matricization (the bound is at most this).
+    """
     from tensor_zoo.expressivity import (
         cp_parameter_count,
         cp_rank_lower_bound,
@@ -242,24 +272,12 @@ def certify_command(argv: list[str]) -> None:
     )
     from tensor_zoo.expressivity.formats import network_format
 
-    parser = CommandParser(
-        prog="tensor-zoo certify",
-        description="How expressive a published checkpoint is: its TT / HT ranks, a certified "
-        "lower bound on the CP rank of each class's weight tensor, and the size of the smallest "
-        "CP (shallow) network that could compute the same scores (docs/expressivity.md).",
-    )
-    parser.add_argument("name")
-    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
-    parser.add_argument(
-        "--max-rows", type=int, default=1024, help="sub-grid matricization size (bound <= this)"
-    )
-    args = parser.parse_args(argv)
-    network = load(args.name, path=args.path)
-    classes = model_info(args.name)["classes"]
+    network = load(name, path=path)
+    classes = model_info(name)["classes"]
     count, size, kind = network.num_positions, network.feature_dim, network_format(network)
     front_end = sum(p.numel() for p in network.feature_map.parameters())
     print(
-        f"{args.name}: {type(network).__name__}, d = {count} positions, m = {size} features, "
+        f"{name}: {type(network).__name__}, d = {count} positions, m = {size} features, "
         f"C = {len(classes)} classes; {network.num_params:,} parameters "
         f"({front_end:,} in the feature map)"
     )
@@ -275,7 +293,7 @@ def certify_command(argv: list[str]) -> None:
         line = _ranks_line("HT-ranks of W_y per level", [r.level_max for r in ht_ranks(network)])
         print(f"{line}  [HT orthogonalisation, numpy tolerance; leaves first]")
     try:
-        bounds = cp_rank_lower_bound(network, max_rows=args.max_rows)
+        bounds = cp_rank_lower_bound(network, max_rows=max_rows)
     except ValueError as error:
         sys.exit(f"tensor-zoo certify: {error}")
     first = bounds[0]
@@ -302,39 +320,28 @@ def certify_command(argv: list[str]) -> None:
         )
 
 
-def onnx_command(argv: list[str]) -> None:
+def onnx_command(name: str, out: str, *, path: str | None = None) -> None:
+    """Export a checkpoint to ONNX (dynamic batch), checked in onnxruntime.
+
+    The graph's input is `images` (batch, C, H, W) in [0, 1], its output `logits`.
+
+    Args:
+        name: the published checkpoint.
+        out: the .onnx file to write.
+        path: a local checkpoint folder instead of the published one.
+    """
     from tensor_zoo.zoo.onnx_export import export_onnx
 
-    parser = CommandParser(
-        prog="tensor-zoo onnx",
-        description="Export a published checkpoint to ONNX (dynamic batch; input `images` "
-        "(batch, C, H, W) in [0, 1], output `logits`) and check it in onnxruntime.",
-    )
-    parser.add_argument("name")
-    parser.add_argument("out", help="the .onnx file to write")
-    parser.add_argument("--path", help="a local checkpoint folder instead of the published one")
-    args = parser.parse_args(argv)
-    network = load(args.name, path=args.path)
+    network = load(name, path=path)
     try:
-        difference = export_onnx(network, args.out)
+        difference = export_onnx(network, out)
     except ImportError as error:
         sys.exit(
             f"tensor-zoo onnx: {error.name or error} is not installed; the ONNX export needs "
             f'onnx, onnxscript and onnxruntime: pip install "tensor-zoo[onnx]".'
         )
     print(
-        f"Wrote {args.out}: onnxruntime's logits differ from torch's by at most "
+        f"Wrote {out}: onnxruntime's logits differ from torch's by at most "
         f"{difference:.1e} (relative)."
     )
 
-
-COMMANDS = {
-    "list": list_command,
-    "info": info_command,
-    "eval": eval_command,
-    "predict": predict_command,
-    "export": export_command,
-    "publish": publish_command,
-    "certify": certify_command,
-    "onnx": onnx_command,
-}

@@ -99,33 +99,52 @@ def _epochs_done(checkpoint: dict[str, Any], epochs: int | None) -> int:
 def export_checkpoint(
     ckpt_path: str | os.PathLike,
     name: str,
+    *,
     command: str,
-    out_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
     data_root: str | None = None,
     data_variant: str | None = None,
     data_note: str | None = None,
     training_note: str | None = None,
-    index_path: Path | None = None,
-    progress: bool = True,
+    index: Path | None = None,
     epochs: int | None = None,
     wall_time_s: float | None = None,
     force: bool = False,
+    progress: bool = True,
 ) -> Path:
-    """Write checkpoints/<name>/ from a training .ckpt and record it in the index.
+    """Turn a recipe's training .ckpt into a checkpoint folder and an index entry.
 
-    `command` is the exact training command; `data_variant` marks a non-original copy of the
-    test data (e.g. "JPEG copy"), which then appears in the dataset's name everywhere.
-    `epochs` and `wall_time_s` are used when the run folder does not record them.
-    An existing folder or index entry of that name is replaced only with `force=True`. The
-    folder and the index are each written whole or not at all: a failure leaves the old state.
+    Writes OUT/NAME/ (safetensors weights, config, card, golden outputs), measuring the test
+    metrics itself. An existing folder or index entry of that name is replaced only with
+    `force`. The folder and the index are each written whole or not at all: a failure leaves
+    the old state.
+
+    Args:
+        ckpt_path: the training checkpoint (best-*.ckpt or last.ckpt of a recipe run).
+        name: `{arch}-{dataset}-r{rank}`, e.g. tt-mnist-r16.
+        command: the exact command that trained it (shown on the card).
+        out: the parent folder (default: the local checkpoints folder).
+        data_root: where the dataset is (else TENSOR_ZOO_DATA, then the cache).
+        data_variant: a non-original copy of the data, e.g. "JPEG copy"; it then appears in
+            the dataset's name everywhere.
+        data_note: a sentence on that copy, for the card.
+        training_note: sentences about the run, for the card.
+        index: the index file to update (default: the one in use).
+        epochs: the epochs trained, when the run folder does not record them.
+        wall_time_s: the training seconds, when the run folder does not record them.
+        force: replace an existing folder and index entry.
+        progress: show a progress bar while measuring.
+
+    Returns:
+        The checkpoint folder.
     """
     ckpt_path = Path(ckpt_path)
     parsed = ModelName.parse(name)
-    folder = Path(out_dir) if out_dir else (local_checkpoints_dir() or Path("checkpoints"))
+    folder = Path(out) if out else (local_checkpoints_dir() or Path("checkpoints"))
     folder = folder / name
-    index = read_index(index_path, missing_ok=True)
-    if not force and (folder.exists() or name in index["models"]):
-        where = folder if folder.exists() else (index_path or default_index_path())
+    recorded = read_index(index, missing_ok=True)
+    if not force and (folder.exists() or name in recorded["models"]):
+        where = folder if folder.exists() else (index or default_index_path())
         raise FileExistsError(
             f"{name} already exists ({where}). Pick another name, or replace it with "
             f"--force (force=True)."
@@ -218,11 +237,11 @@ def export_checkpoint(
             }
             for filename in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, GOLDEN_FILE)
         }
-        index["models"][name] = {
+        recorded["models"][name] = {
             "files": files,
             "hub": {"repo_id": None, "revision": None},
             "config": config,
         }
-        write_index(index, index_path)  # fails before the folder is swapped in
+        write_index(recorded, index)  # fails before the folder is swapped in
     log.info("Exported %s to %s (test accuracy %.2f%%)", name, folder, 100 * metrics["test/acc"])
     return folder
