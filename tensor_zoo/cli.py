@@ -109,8 +109,7 @@ def build_parser(
         epilog="--debug (anywhere on the line): show the traceback of a failure, not one line.",
         formatter_class=_formatter,
     )
-    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="_command")
     for name, function in commands.items():
         add_command(subparsers, name, function)
     return parser
@@ -245,7 +244,7 @@ def main(
             )
         namespace = vars(parsed)
         function = namespace.pop("_function")
-        del namespace["command"], namespace["debug"]
+        del namespace["_command"]
         call(function, namespace, rest)
     except KeyboardInterrupt:
         print(f"{prog} {name}: interrupted", file=sys.stderr)
