@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-# huggingface_hub reads these once, at import: set them before anything imports it.
+# huggingface_hub reads it once, at import: set it before anything imports it.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
 import lightning as L
 import pytest

@@ -1,8 +1,12 @@
-"""Checkpoints through the real huggingface_hub client and a loopback Hub server."""
+"""The Hub seam (`hub_file`, `publish_folder`) through the real huggingface_hub client, against a
+loopback Hub; one end-to-end run of `tensor-zoo publish` and `tensor_zoo.load` as a user runs
+them (a new process: the client reads HF_ENDPOINT and HF_HUB_CACHE when it is imported)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -12,13 +16,15 @@ from collections.abc import Iterator
 import pytest
 import torch
 from hub_server import HubServer
+from safetensors.torch import load_file
 
-import tensor_zoo
 from tensor_zoo.zoo import ChecksumError, HubError
-from tensor_zoo.zoo.registry import read_index, write_index
+from tensor_zoo.zoo.hub import hub_file, publish_folder, sha256_file
+from tensor_zoo.zoo.registry import read_index
 
-NAME = "tt-mnist-r2"
+NAME = "tt-mnist-r2"  # the checkpoint of the `exported` fixture (conftest)
 REPO = f"tensor-zoo/{NAME}"
+WEIGHTS = "model.safetensors"
 
 
 @pytest.fixture
@@ -28,95 +34,25 @@ def hub() -> Iterator[HubServer]:
 
 
 @pytest.fixture
-def published(exported, hub, tmp_path, monkeypatch):
-    """The exported checkpoint uploaded to the loopback Hub and pinned in a copy of the index."""
-    files = {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
-    revision = hub.add_files(REPO, files)
-    index = read_index(exported["index"])
-    index["models"][NAME]["hub"] = {"repo_id": REPO, "revision": revision}
-    write_index(index, tmp_path / "index.json")
-    (tmp_path / "no-local-checkpoints").mkdir()
-    settings = {
-        "TENSOR_ZOO_INDEX": tmp_path / "index.json",
-        "HF_ENDPOINT": hub.endpoint,
-        "HF_HUB_CACHE": tmp_path / "hf-cache",
-        "TENSOR_ZOO_CHECKPOINTS": tmp_path / "no-local-checkpoints",
-    }
-    for key, value in settings.items():
-        monkeypatch.setenv(key, str(value))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def entry(exported, hub, monkeypatch):
+    """The exported checkpoint committed to the loopback Hub; its index entry pins that commit."""
     monkeypatch.delenv("TENSOR_ZOO_HUB_ORG", raising=False)
-    return {"revision": revision, "files": files, "network": exported["network"]}
+    files = {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
+    revision = hub.commit(REPO, files)
+    entry = copy.deepcopy(read_index(exported["index"])["models"][NAME])
+    entry["hub"] = {"repo_id": REPO, "revision": revision}
+    return entry
+
+
+def fetch(hub: HubServer, entry: dict, tmp_path, **options):
+    """`hub_file` for the weights, from the loopback Hub into a cache in tmp_path."""
+    return hub_file(
+        NAME, entry, WEIGHTS, endpoint=hub.endpoint, cache_dir=tmp_path / "cache", **options
+    )
 
 
 def downloads(hub: HubServer) -> list[str]:
     return [path for method, path in hub.requests if method == "GET" and "/resolve/" in path]
-
-
-def test_first_download_then_cache_hit_with_no_request(hub, published):
-    images = torch.rand(2, 1, 28, 28)
-    model = tensor_zoo.load(NAME)
-    with torch.no_grad():
-        torch.testing.assert_close(model(images), published["network"](images))
-    revision = published["revision"]
-    assert sorted(downloads(hub)) == [
-        f"/{REPO}/resolve/{revision}/config.json",
-        f"/{REPO}/resolve/{revision}/model.safetensors",
-    ]
-    hub.requests.clear()
-    tensor_zoo.load(NAME)
-    assert hub.requests == []  # pinned revision in the cache: no network call at all
-
-
-def test_offline_mode_uses_the_cache_and_fails_clearly_without_it(hub, published, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubError, match="offline mode is on"):
-        tensor_zoo.load(NAME)
-    assert hub.requests == []
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    tensor_zoo.load(NAME)
-    hub.requests.clear()
-    tensor_zoo.load(NAME, local_files_only=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tensor_zoo.load(NAME)
-    assert hub.requests == []
-
-
-def test_corrupted_download_is_fetched_again_with_the_clients_force_download(hub, published):
-    weights = published["files"]["model.safetensors"]
-    hub.corrupt(REPO, "model.safetensors", weights[: len(weights) // 2])
-    with pytest.raises(ChecksumError, match=r"downloaded again.*Nothing was deleted"):
-        tensor_zoo.load(NAME)
-    assert downloads(hub).count(f"/{REPO}/resolve/{published['revision']}/model.safetensors") == 2
-    hub.restore(REPO)
-    hub.requests.clear()
-    tensor_zoo.load(NAME)  # the bad cached copy is replaced by the client itself
-    assert any(path.endswith("/model.safetensors") for path in downloads(hub))
-
-
-def test_a_bad_cached_file_linked_outside_the_cache_is_never_deleted(hub, published, tmp_path):
-    tensor_zoo.load(NAME)
-    (snapshot,) = (tmp_path / "hf-cache").rglob("snapshots/*/model.safetensors")
-    blob = snapshot.resolve()
-    outside = tmp_path / "my-precious-file"
-    outside.write_bytes(b"not a checkpoint, but someone's data")
-    blob.unlink()
-    blob.symlink_to(outside)
-    model = tensor_zoo.load(NAME)
-    assert outside.read_bytes() == b"not a checkpoint, but someone's data"
-    images = torch.rand(2, 1, 28, 28)
-    with torch.no_grad():
-        torch.testing.assert_close(model(images), published["network"](images))
-
-
-def test_missing_repo_and_missing_file_say_what_to_do(hub, published, monkeypatch):
-    monkeypatch.setenv("TENSOR_ZOO_HUB_ORG", "elsewhere")
-    with pytest.raises(HubError, match=r"no repo elsewhere/tt-mnist-r2.*TENSOR_ZOO_HUB_ORG"):
-        tensor_zoo.load(NAME)
-    monkeypatch.setenv("TENSOR_ZOO_HUB_ORG", "partial")
-    hub.add_files(f"partial/{NAME}", {"config.json": published["files"]["config.json"]})
-    with pytest.raises(HubError, match=r"has no file model.safetensors.*path=FOLDER"):
-        tensor_zoo.load(NAME)
 
 
 def unused_port() -> int:
@@ -125,99 +61,155 @@ def unused_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_hub_down_is_one_clear_error_at_once(published, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{unused_port()}")
-    with pytest.raises(HubError, match=r"connection failed \(ConnectError.*HF_HUB_OFFLINE=1"):
-        tensor_zoo.load(NAME)
+def test_publish_then_load_end_to_end_with_the_real_client(exported, hub, tmp_path):
+    index = tmp_path / "index.json"
+    shutil.copy(exported["index"], index)
+    (tmp_path / "no-local-checkpoints").mkdir()
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("HF_", "TENSOR_ZOO_"))
+    }  # fmt: skip
+    env.update(
+        HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(tmp_path / "cache"), HF_TOKEN="test-token",
+        HF_HUB_DISABLE_TELEMETRY="1", TENSOR_ZOO_INDEX=str(index),
+        TENSOR_ZOO_CHECKPOINTS=str(tmp_path / "no-local-checkpoints"),
+    )  # fmt: skip
+    script = f"""
+import torch, tensor_zoo
+from safetensors.torch import save_file
+from tensor_zoo.cli import main
+main(["publish", "{NAME}", "--repo", "{REPO}", "--folder", r"{exported["folder"]}"])
+first, second = tensor_zoo.load("{NAME}"), tensor_zoo.load("{NAME}")
+images = torch.rand(3, 1, 28, 28)
+with torch.no_grad():
+    save_file({{"images": images, "first": first(images), "second": second(images)}},
+              r"{tmp_path / "logits.safetensors"}")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (revision, files), *_ = [history[-1] for history in hub.commits.values()]
+    assert f"Uploaded {NAME} to {REPO} at revision {revision}" in result.stdout
+    assert files == {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
+    assert json.loads(index.read_text())["models"][NAME]["hub"] == {
+        "repo_id": REPO, "revision": revision,
+    }  # fmt: skip
+    # each file downloaded once, at the pinned commit: the second load asked nothing
+    assert sorted(downloads(hub)) == [
+        f"/{REPO}/resolve/{revision}/config.json", f"/{REPO}/resolve/{revision}/{WEIGHTS}",
+    ]  # fmt: skip
+    saved = load_file(str(tmp_path / "logits.safetensors"))
+    with torch.no_grad():
+        expected = exported["network"](saved["images"])
+    torch.testing.assert_close(saved["first"], expected)
+    torch.testing.assert_close(saved["second"], expected)
 
 
-def test_a_server_error_is_reported_as_such(hub, published):
-    hub.fail_status = 500
-    with pytest.raises(HubError, match=r"answered 500 .*server has a problem; try again later"):
-        tensor_zoo.load(NAME)
-    assert len(hub.requests) == 1  # no retries
-
-
-def test_a_slow_hub_times_out_quickly_with_one_error(hub, published, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 0.2)
-    hub.delay = 1.0
-    with pytest.raises(HubError, match=r"did not answer within 0.2 s \(HF_HUB_ETAG_TIMEOUT\)"):
-        tensor_zoo.load(NAME)
-
-
-def test_a_body_cut_short_is_one_clear_error(hub, published, tmp_path):
-    hub.cut_body = True
-    with pytest.raises(HubError, match=r"connection failed \(RemoteProtocolError"):
-        tensor_zoo.load(NAME)
-    hub.cut_body = False
-    tensor_zoo.load(NAME)
-
-
-def test_a_checkpoint_never_uploaded_is_not_asked_of_the_hub(hub, published, tmp_path):
-    index = read_index(tmp_path / "index.json")
-    index["models"][NAME]["hub"] = {"repo_id": None, "revision": None}
-    write_index(index, tmp_path / "index.json")
-    with pytest.raises(HubError, match=r"has not been uploaded.*checkpoints/tt-mnist-r2/"):
-        tensor_zoo.load(NAME)
+def test_the_cache_serves_without_a_request_and_offline_says_what_to_do(hub, entry, tmp_path):
+    with pytest.raises(HubError, match="offline mode is on"):
+        fetch(hub, entry, tmp_path, local_files_only=True)
+    assert hub.requests == []
+    path = fetch(hub, entry, tmp_path)
+    assert sha256_file(path) == entry["files"][WEIGHTS]["sha256"]
+    hub.requests.clear()
+    assert fetch(hub, entry, tmp_path) == path == fetch(hub, entry, tmp_path, local_files_only=True)
     assert hub.requests == []
 
 
-def publish(args, index, folder, monkeypatch, capsys):
-    """`tensor-zoo publish NAME ARGS` in this process: (exit status, stdout, stderr)."""
-    from tensor_zoo.cli import main
-
-    monkeypatch.setenv("TENSOR_ZOO_INDEX", str(index))
-    monkeypatch.setenv("HF_TOKEN", "test-token")
-    monkeypatch.setenv("TENSOR_ZOO_CHECKPOINTS", str(folder.parent))
-    capsys.readouterr()
-    try:
-        main(["publish", NAME, *args])
-        code = 0
-    except SystemExit as exit_:
-        code = 1
-        print(exit_.code, file=sys.stderr)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
+def test_a_bad_copy_is_downloaded_again_once_with_force_download(hub, entry, tmp_path):
+    _, files = hub.commits[REPO][-1]
+    good = files[WEIGHTS]
+    files[WEIGHTS] = good[: len(good) // 2]  # the Hub serves other bytes at the pinned commit
+    with pytest.raises(ChecksumError, match=r"downloaded again.*Nothing was deleted"):
+        fetch(hub, entry, tmp_path)
+    assert len(downloads(hub)) == 2
+    files[WEIGHTS] = good
+    with pytest.raises(ChecksumError, match="offline mode forbids downloading it again"):
+        fetch(hub, entry, tmp_path, local_files_only=True)  # the bad copy is in the cache
+    path = fetch(hub, entry, tmp_path)  # replaced by the client's force_download
+    assert path.read_bytes() == good and len(downloads(hub)) == 3
 
 
-def test_publish_uploads_the_folder_and_pins_the_commit(
-    exported, hub, tmp_path, monkeypatch, capsys
+def test_a_bad_cached_file_linked_outside_the_cache_is_never_deleted(hub, entry, tmp_path):
+    blob = fetch(hub, entry, tmp_path).resolve()
+    outside = tmp_path / "my-precious-file"
+    outside.write_bytes(b"not a checkpoint, but someone's data")
+    blob.unlink()
+    blob.symlink_to(outside)
+    path = fetch(hub, entry, tmp_path)
+    assert outside.read_bytes() == b"not a checkpoint, but someone's data"
+    assert sha256_file(path) == entry["files"][WEIGHTS]["sha256"]
+
+
+def no_repo(hub, entry, monkeypatch):
+    monkeypatch.setenv("TENSOR_ZOO_HUB_ORG", "elsewhere")
+
+
+def no_file(hub, entry, monkeypatch):
+    del hub.commits[REPO][-1][1][WEIGHTS]
+
+
+def no_revision(hub, entry, monkeypatch):
+    entry["hub"]["revision"] = "f" * 40
+
+
+def server_error(hub, entry, monkeypatch):
+    hub.status = 500
+
+
+def slow(hub, entry, monkeypatch):
+    hub.delay = 1.0
+
+
+def cut_short(hub, entry, monkeypatch):
+    hub.cut = True
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (no_repo, r"no repo elsewhere/tt-mnist-r2 .*Set TENSOR_ZOO_HUB_ORG"),
+        (no_file, r"has no file model.safetensors. Or use a local copy: load\(path=FOLDER\)"),
+        (no_revision, r"Revision 'f{40}' of tensor-zoo/tt-mnist-r2 does not exist"),
+        (server_error, r"answered 500 .*the server has a problem; try again later"),
+        (slow, r"did not answer within 0.2 s \(HF_HUB_ETAG_TIMEOUT\)"),
+        (cut_short, r"the connection failed \(RemoteProtocolError"),
+    ],
+)
+def test_each_hub_failure_is_one_hub_error_without_retries(
+    hub, entry, tmp_path, monkeypatch, fault, message
 ):
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    index = tmp_path / "index.json"
-    shutil.copy(exported["index"], index)
-    result = publish(
-        ["--repo", "maintainer/tt-mnist-r2"], index, exported["folder"], monkeypatch, capsys
-    )
-    assert result.returncode == 0, result.stderr
-    head = hub.head("maintainer/tt-mnist-r2")
-    assert f"at revision {head}" in result.stdout
-    stored = hub.files("maintainer/tt-mnist-r2")
-    assert stored == {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
-    pinned = json.loads(index.read_text())["models"][NAME]["hub"]
-    assert pinned == {"repo_id": "maintainer/tt-mnist-r2", "revision": head}
+    fault(hub, entry, monkeypatch)
+    with pytest.raises(HubError, match=message):
+        fetch(hub, entry, tmp_path, timeout=0.2)
+    heads = [path for method, path in hub.requests if method == "HEAD"]
+    assert len(heads) <= 2  # one metadata request of ours, at most one of the client's
+    if fault is server_error:
+        assert len(hub.requests) == 1  # no retries
+    hub.status, hub.delay, hub.cut = None, 0.0, False
+    if fault in (server_error, slow, cut_short):  # a passing fault: the next call succeeds
+        assert sha256_file(fetch(hub, entry, tmp_path)) == entry["files"][WEIGHTS]["sha256"]
 
 
-def test_a_rejected_publish_says_why(exported, hub, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    hub.reject_uploads = "You have no write access to org maintainer"
-    index = tmp_path / "index.json"
-    shutil.copy(exported["index"], index)
-    result = publish(
-        ["--repo", "maintainer/tt-mnist-r2"], index, exported["folder"], monkeypatch, capsys
-    )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "refused the upload" in result.stderr and "no write access" in result.stderr
-    assert json.loads(index.read_text())["models"][NAME]["hub"]["revision"] is None
+def test_a_hub_that_is_down_is_one_hub_error(entry, tmp_path):
+    with pytest.raises(HubError, match=r"connection failed \(ConnectError.*HF_HUB_OFFLINE=1"):
+        hub_file(NAME, entry, WEIGHTS, endpoint=f"http://127.0.0.1:{unused_port()}",
+                 cache_dir=tmp_path)  # fmt: skip
 
 
-def test_publish_to_a_hub_that_is_down_is_one_line(exported, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{unused_port()}")
-    index = tmp_path / "index.json"
-    shutil.copy(exported["index"], index)
-    result = publish(["--repo", "maintainer/x"], index, exported["folder"], monkeypatch, capsys)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "Could not upload to maintainer/x" in result.stderr and "ConnectError" in result.stderr
-    assert index.read_bytes() == exported["index"].read_bytes()
+def test_a_checkpoint_never_uploaded_is_not_asked_of_the_hub(hub, entry, tmp_path):
+    entry["hub"] = {"repo_id": None, "revision": None}
+    with pytest.raises(HubError, match=r"has not been uploaded.*checkpoints/tt-mnist-r2/"):
+        fetch(hub, entry, tmp_path)
+    assert hub.requests == []
+
+
+def test_a_refused_or_failed_upload_is_one_hub_error(exported, hub):
+    hub.reject = "You have no write access to org maintainer"
+    with pytest.raises(HubError, match=r"(?s)refused the upload to maintainer/x.*no write access"):
+        publish_folder(exported["folder"], "maintainer/x", "test-token", endpoint=hub.endpoint)
+    down = f"http://127.0.0.1:{unused_port()}"
+    with pytest.raises(HubError, match=r"Could not upload to maintainer/x .*ConnectError"):
+        publish_folder(exported["folder"], "maintainer/x", "test-token", endpoint=down)

@@ -5,7 +5,9 @@ anything reads it. A file in the Hub cache that fails the check is downloaded ag
 the client's own `force_download`; no file is deleted (a local folder is the user's, and a
 cache entry may link anywhere: only the snapshot link inside the cache is replaced). Every
 network failure becomes one HubError, fast: the metadata request is made once, without the
-client's retries, within `HF_HUB_ETAG_TIMEOUT`.
+client's retries, within `HF_HUB_ETAG_TIMEOUT`. The Hub's address, cache and offline mode are
+huggingface_hub's own (`HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`, `HF_HUB_OFFLINE`, read when
+it is imported); `hub_file` and `publish_folder` take an endpoint and a cache folder too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from tensor_zoo.zoo.registry import ModelName, UnknownModelError, list_models, p
 
 log = logging.getLogger(__name__)
 DEFAULT_HUB_ORG = "tensor-zoo"
-TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 class ChecksumError(RuntimeError):
@@ -66,25 +67,6 @@ def local_checkpoints_dir() -> Path | None:
 def hub_org() -> str:
     """The Hub organisation (or user) that holds the checkpoints: `TENSOR_ZOO_HUB_ORG`."""
     return os.environ.get("TENSOR_ZOO_HUB_ORG", DEFAULT_HUB_ORG)
-
-
-def hub_endpoint() -> str | None:
-    """`HF_ENDPOINT` read now (huggingface_hub reads it once, at import)."""
-    return os.environ.get("HF_ENDPOINT") or None
-
-
-def hub_cache_dir() -> str | None:
-    """The Hub cache folder from `HF_HUB_CACHE` / `HF_HOME`, read now; None: the default."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
-
-
-def offline_mode() -> bool:
-    """True when `HF_HUB_OFFLINE` is set: no network call at all."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_VALUES
 
 
 def hub_location(name: str, entry: dict[str, Any]) -> tuple[str, str]:
@@ -138,18 +120,52 @@ def fetch_file(
                 f"or remove it to download the published one."
             )
         return path
-    path = _download(name, entry, filename, revision, local_files_only)
+    return hub_file(name, entry, filename, revision=revision, local_files_only=local_files_only)
+
+
+def hub_file(
+    name: str,
+    entry: dict[str, Any],
+    filename: str,
+    *,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    timeout: float | None = None,
+) -> Path:
+    """A file of a published checkpoint from the Hub cache, else the Hub, checked by sha256.
+
+    A copy with another sha256 is downloaded again once with the client's `force_download`
+    (the cache's snapshot link is replaced, nothing is deleted); failures are one HubError or
+    ChecksumError each.
+
+    Args:
+        name: the checkpoint's name.
+        entry: its index entry ({"files": {filename: {"sha256", ...}}, "hub": {...}}).
+        filename: the file, e.g. "model.safetensors".
+        revision: a Hub revision instead of the one pinned in the index.
+        local_files_only: only the Hub cache, no network call (as `HF_HUB_OFFLINE=1`).
+        endpoint: the Hub's address (default: huggingface_hub's, `HF_ENDPOINT`).
+        cache_dir: the Hub cache folder (default: huggingface_hub's, `HF_HUB_CACHE`).
+        timeout: seconds to wait for the Hub (default: `HF_HUB_ETAG_TIMEOUT`).
+    """
+    from huggingface_hub import constants
+
+    expected = entry["files"][filename]["sha256"]
+    client = {"endpoint": endpoint, "cache_dir": cache_dir, "timeout": timeout}
+    path = _download(name, entry, filename, revision, local_files_only, **client)
     if sha256_file(path) == expected:
         return path
-    if local_files_only or offline_mode():
+    if local_files_only or constants.HF_HUB_OFFLINE:
         raise ChecksumError(
             f"The cached {filename} of {name} ({path}) does not have the sha256 the index "
             f"expects ({expected}), and offline mode forbids downloading it again. Unset "
             f"HF_HUB_OFFLINE (and local_files_only) once to replace it."
         )
     log.warning("The cached %s of %s is not the published file; downloading again", filename, name)
-    _forget_snapshot_entry(path)
-    path = _download(name, entry, filename, revision, local_files_only, force_download=True)
+    _forget_snapshot_entry(path, Path(cache_dir or constants.HF_HUB_CACHE))
+    path = _download(name, entry, filename, revision, False, force_download=True, **client)
     actual = sha256_file(path)
     if actual != expected:
         raise ChecksumError(
@@ -160,17 +176,16 @@ def fetch_file(
     return path
 
 
-def _forget_snapshot_entry(path: Path) -> None:
+def _forget_snapshot_entry(path: Path, cache: Path) -> None:
     """Remove a file's entry in the Hub cache's snapshot folder: the link, never its target.
 
     The client's `force_download` rewrites the blob but keeps an existing snapshot link, which
     may point at another (bad) blob; without the link it links the fresh blob. Nothing outside
     the cache folder is touched.
     """
-    from huggingface_hub import constants
-
-    cache = Path(hub_cache_dir() or constants.HF_HUB_CACHE).resolve()
-    if path.parent.resolve().is_relative_to(cache) and (path.is_symlink() or path.is_file()):
+    if path.parent.resolve().is_relative_to(cache.resolve()) and (
+        path.is_symlink() or path.is_file()
+    ):
         path.unlink()
 
 
@@ -192,6 +207,10 @@ def _download(
     revision: str | None,
     local_files_only: bool,
     force_download: bool = False,
+    *,
+    endpoint: str | None,
+    cache_dir: str | os.PathLike | None,
+    timeout: float | None,
 ) -> Path:
     """A file from the Hub cache, else downloaded; every failure is one HubError."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
@@ -205,15 +224,15 @@ def _download(
 
     repo_id, pinned = hub_location(name, entry)
     revision = revision or pinned
-    offline = local_files_only or offline_mode()
-    endpoint = hub_endpoint() or constants.ENDPOINT
-    where = f"{repo_id}@{revision} on {endpoint}"
+    offline = local_files_only or constants.HF_HUB_OFFLINE
+    hub = endpoint or constants.ENDPOINT
+    where = f"{repo_id}@{revision} on {hub}"
     elsewhere = (
         f"Or use a local copy: load(path=FOLDER), or put the folder in TENSOR_ZOO_CHECKPOINTS "
         f"(the source repository has it in checkpoints/{name}/)."
     )
     options = {
-        "revision": revision, "cache_dir": hub_cache_dir(), "endpoint": hub_endpoint(),
+        "revision": revision, "cache_dir": cache_dir, "endpoint": endpoint,
         "library_name": "tensor-zoo",
     }  # fmt: skip
     if not force_download:
@@ -232,22 +251,22 @@ def _download(
             f"{name} has not been uploaded to the Hub yet (the index records no upload to "
             f"{repo_id}), and no local checkpoints folder holds {filename}. {elsewhere}"
         )
-    timeout = constants.HF_HUB_ETAG_TIMEOUT
+    timeout = timeout or constants.HF_HUB_ETAG_TIMEOUT
     try:  # one metadata request, no retries: a failure is reported at once
         get_hf_file_metadata(
-            hf_hub_url(repo_id, filename, revision=revision, endpoint=hub_endpoint()),
-            timeout=timeout, library_name="tensor-zoo", endpoint=hub_endpoint(),
+            hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint),
+            timeout=timeout, library_name="tensor-zoo", endpoint=endpoint,
         )  # fmt: skip
         path = hf_hub_download(
             repo_id, filename, force_download=force_download, etag_timeout=timeout, **options
         )
     except RevisionNotFoundError as error:
         raise HubError(
-            f"Revision {revision!r} of {repo_id} does not exist on {endpoint}. {elsewhere}"
+            f"Revision {revision!r} of {repo_id} does not exist on {hub}. {elsewhere}"
         ) from error
     except RepositoryNotFoundError as error:
         raise HubError(
-            f"The Hub has no repo {repo_id} (at {endpoint}): the checkpoint may not be "
+            f"The Hub has no repo {repo_id} (at {hub}): the checkpoint may not be "
             f"uploaded there. Set TENSOR_ZOO_HUB_ORG to the org that holds it. {elsewhere}"
         ) from error
     except EntryNotFoundError as error:
@@ -289,12 +308,23 @@ def publish_folder(
     token: str | None = None,
     private: bool = False,
     commit_message: str | None = None,
+    endpoint: str | None = None,
 ) -> str:
-    """Create `repo_id` if needed and upload a checkpoint folder; returns the commit sha."""
-    from huggingface_hub import HfApi
+    """Create `repo_id` if needed and upload a checkpoint folder; returns the commit sha.
+
+    Args:
+        folder: the checkpoint folder.
+        repo_id: ORG/NAME on the Hub.
+        token: a write token (default: `HF_TOKEN` or the saved login).
+        private: create the repo private.
+        commit_message: the commit's message (default: "Upload NAME with tensor-zoo").
+        endpoint: the Hub's address (default: huggingface_hub's, `HF_ENDPOINT`).
+    """
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HfUriError
 
-    api = HfApi(endpoint=hub_endpoint(), token=token)
+    api = HfApi(endpoint=endpoint, token=token)
+    hub = endpoint or constants.ENDPOINT
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
@@ -303,13 +333,13 @@ def publish_folder(
         )  # fmt: skip
     except (HfHubHTTPError, HfUriError) as error:  # HfUriError: a 403 on an existing repo
         raise HubError(
-            f"The Hub ({hub_endpoint() or 'https://huggingface.co'}) refused the upload to "
+            f"The Hub ({hub}) refused the upload to "
             f"{repo_id}: {error}. Check that your token (HF_TOKEN or `hf auth login`) may write "
             f"to that org."
         ) from error
     except _network_errors() as error:
         raise HubError(
-            f"Could not upload to {repo_id} on {hub_endpoint() or 'https://huggingface.co'}: "
+            f"Could not upload to {repo_id} on {hub}: "
             f"the connection failed ({type(error).__name__}: {error}). Check the network or "
             f"HF_ENDPOINT and run publish again; the index is unchanged."
         ) from error
