@@ -141,6 +141,8 @@ def add_command(subparsers: Any, name: str, function: Callable[..., Any]) -> Non
         if parameter.kind is parameter.VAR_POSITIONAL:
             parser.epilog = f"-- {parameter.name.upper()}...: {text}"
             continue
+        if parameter.name not in hints:
+            raise TypeError(f"{function.__qualname__}: {parameter.name} has no type hint")
         _add_parameter(parser, parameter, hints[parameter.name], text)
     parser.set_defaults(_function=function)
 
@@ -160,10 +162,10 @@ def _add_parameter(
     if typing.get_origin(hint) is Literal:
         kwargs["choices"] = typing.get_args(hint)
         hint = type(kwargs["choices"][0])
-    if has_default and parameter.default not in (None, False, (), []):
-        shown = parameter.default
-        if isinstance(shown, (list, tuple)):
-            shown = " ".join(map(str, shown))
+    shown = parameter.default
+    if isinstance(shown, (list, tuple)):
+        shown = " ".join(map(str, shown)) or None
+    if has_default and shown is not None and shown is not False:
         kwargs["help"] = f"{text.rstrip('.')} (default: {shown})."
     if parameter.kind is not parameter.KEYWORD_ONLY:
         if has_default:
@@ -195,10 +197,13 @@ def _unwrap(hint: Any) -> tuple[Callable[[str], Any] | None, Any]:
 
 def call(function: Callable[..., Any], values: dict[str, Any], rest: Iterable[str]) -> Any:
     """Call a command's function with the parsed values (by name) and the arguments after --."""
-    positional, keywords = [], dict(values)
-    for parameter in inspect.signature(function).parameters.values():
+    positional, keywords, rest = [], dict(values), list(rest)
+    parameters = inspect.signature(function).parameters.values()
+    for parameter in parameters:
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             positional.append(keywords.pop(parameter.name, parameter.default))
+    if rest and not any(parameter.kind is parameter.VAR_POSITIONAL for parameter in parameters):
+        raise CommandLineError(f"this command takes no arguments after --, got {rest}")
     return function(*positional, *rest, **keywords)
 
 

@@ -199,9 +199,11 @@ def test_list_sorts_by_accuracy_or_parameters(packaged):
     assert counts == sorted(counts) and len(counts) == len(tensor_zoo.list_models("??-mnist-*"))
 
 
-def test_list_refuses_an_unknown_architecture_with_the_choices(packaged):
+def test_list_refuses_unknown_choices_and_arguments_after_a_double_dash(packaged):
     code, _, err = packaged("list", "--dataset", "mnst")
     assert code == 2 and err.count("\n") == 1
     assert "unknown dataset 'mnst' (did you mean 'mnist'?): choose from" in err
     code, _, err = packaged("list", "--arch", "rnn")
     assert code == 2 and "choose from cp, tt, ht" in err
+    code, _, err = packaged("list", "--", "--arch", "tt")
+    assert code == 2 and "takes no arguments after --" in err
