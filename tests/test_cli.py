@@ -57,7 +57,6 @@ def toy(
     }  # fmt: skip
 
 
-
 def run_toy(*args: str) -> dict:
     argv = list(args)
     split = argv.index("--") if "--" in argv else len(argv)

@@ -344,4 +344,3 @@ def onnx_command(name: str, out: str, *, path: str | None = None) -> None:
         f"Wrote {out}: onnxruntime's logits differ from torch's by at most "
         f"{difference:.1e} (relative)."
     )
-
