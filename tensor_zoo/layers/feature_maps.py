@@ -12,6 +12,7 @@ whole positions, never the constant, so that with `append_one` a dropped patch i
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -159,6 +160,8 @@ class FourierFeatureMap(FeatureMap):
         return math.sqrt(2.0) * torch.cos(patches @ self.frequencies.T + self.phases)
 
 
+FeatureMapName = Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"]
+# What each name of FeatureMapName computes (the same names, in the same order: a test checks).
 FEATURE_MAPS: dict[str, str] = {
     "relu": "sigma(Ax+b) with ReLU",
     "identity": "Ax+b",

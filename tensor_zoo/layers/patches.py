@@ -10,12 +10,14 @@ positions a spatial block (Cohen's square pooling geometry).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ORDERINGS: tuple[str, ...] = ("raster", "snake", "zorder")
+Ordering = Literal["raster", "snake", "zorder"]
+ORDERINGS: tuple[str, ...] = get_args(Ordering)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
