@@ -146,6 +146,13 @@ class InMemoryImageDataModule(L.LightningDataModule):
     the test split is the dataset's official one. `seed` also fixes the training order of
     every epoch and the augmentation of every batch, so that a run resumed from a checkpoint
     (even one saved mid-epoch) sees exactly the batches an uninterrupted run would.
+
+    Args:
+        batch_size: images per batch (per process), training and evaluation alike.
+        val_size: images held out of the training set for validation.
+        seed: fixes the validation split, the training order of every epoch and the
+            augmentation of every batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
     """
 
     num_classes: int

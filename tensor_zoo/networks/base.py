@@ -230,22 +230,24 @@ class TensorNetwork(nn.Module):
         self.config: dict[str, Any] = {}  # set by the subclass: record_config
 
     def record_config(self, **arguments: Any) -> None:
-        """Set `config` from all of the subclass's own constructor arguments and the front end's.
+        """Set `config` from the subclass's own constructor arguments (every one, by keyword, at
+        the end of its `__init__`) and the front end's.
 
-        `config` is `{"class_path": "tensor_zoo.<Class>", "init_args": {...}}` with the
-        arguments bound to the class's signature (defaults applied), in the order: the front
-        end's up to `num_classes`, the subclass's own (signature order), the rest of the front
-        end's, then `appended_arguments`. `xi` is left out when it is "product": product
-        networks keep the config they had before `xi` existed, so that every checkpoint
-        published then rebuilds to an identical config.
+        `config` is `{"class_path": "tensor_zoo.<Class>", "init_args": {...}}`, the arguments
+        bound to the class's signature, in the order: the front end's up to `num_classes`, the
+        subclass's own (signature order), the rest of the front end's, `appended_arguments`.
+        `xi` is left out when it is "product": product networks keep the config they had
+        before `xi` existed, so that every checkpoint published then rebuilds to an identical
+        config.
 
         Raises:
-            TypeError: a subclass constructor argument is missing (a programming error: its
-                value would not be saved with the network).
+            TypeError: an argument of the class's signature is missing, or a name is not one
+                (a programming error: the config would not rebuild the network).
         """
+        signature = inspect.signature(type(self))
         own = [
-            parameter.name
-            for parameter in inspect.signature(type(self)).parameters.values()
+            name
+            for name, parameter in signature.parameters.items()
             if parameter.kind is not inspect.Parameter.VAR_KEYWORD
         ]
         missing = [name for name in own if name not in arguments]
@@ -254,17 +256,14 @@ class TensorNetwork(nn.Module):
                 f"{type(self).__name__}.__init__ must pass every constructor argument of its own "
                 f"to record_config; missing: {missing}."
             )
-        bound = inspect.signature(type(self)).bind(**arguments, **self._front_end).arguments
-        values = {**bound.pop("kwargs", {}), **bound}
+        signature.bind(**arguments, **self._front_end)  # TypeError for a name it does not take
+        values = {**self._front_end, **arguments}
         if values.get("xi") == "product":
             del values["xi"]
+        appended = self.appended_arguments
+        architecture = [name for name in dict.fromkeys([*own, *arguments]) if name not in appended]
         split = FRONT_END.index("num_classes") + 1
-        order = [
-            *FRONT_END[:split],
-            *(name for name in own if name not in self.appended_arguments),
-            *FRONT_END[split:],
-            *self.appended_arguments,
-        ]
+        order = [*FRONT_END[:split], *architecture, *FRONT_END[split:], *appended]
         self.config = {
             "class_path": f"tensor_zoo.{type(self).__name__}",
             "init_args": {name: values[name] for name in order if name in values},
