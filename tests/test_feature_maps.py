@@ -1,7 +1,9 @@
+from typing import get_args
+
 import pytest
 import torch
 
-from tensor_zoo.layers import FEATURE_MAPS, FourierFeatureMap, build_feature_map
+from tensor_zoo.layers import FEATURE_MAPS, FeatureMapName, FourierFeatureMap, build_feature_map
 
 
 @pytest.mark.parametrize("name", sorted(FEATURE_MAPS))
@@ -54,3 +56,7 @@ def test_dropout_drops_whole_patches_but_never_the_constant():
 def test_unknown_feature_map_lists_the_known_ones():
     with pytest.raises(ValueError, match="expected one of"):
         build_feature_map("softmax", 3, 4)
+
+
+def test_the_feature_map_names_of_the_signatures_are_the_described_ones():
+    assert tuple(FEATURE_MAPS) == get_args(FeatureMapName)

@@ -19,7 +19,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 class ScaledTensorDataset(Dataset):
-    """(images uint8 (N, C, H, W), labels (N,)) -> items (float image in [0, 1], label)."""
+    """(images uint8 (N, C, H, W), labels (N,)) -> items (float image in [0, 1], label).
+
+    Args:
+        images: the images (N, C, H, W), any integer or float dtype.
+        labels: the class indices (N,).
+        max_value: the value that maps to 1.0 (255 for 8-bit images).
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, max_value: float = 255.0) -> None:
         if len(images) != len(labels):
@@ -43,6 +49,11 @@ class ShardSampler(DistributedSampler):
     some images twice. Shards here are disjoint and cover the set exactly once (their sizes
     differ by at most one); accuracy summed over processes is then the exact single-device
     number. Lightning keeps a DistributedSampler it is given instead of replacing it.
+
+    Args:
+        dataset: the dataset to shard.
+        num_replicas: number of processes.
+        rank: this process's index.
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
@@ -68,6 +79,12 @@ class EpochShuffleSampler(DistributedSampler):
     resumed run can enter part-way (`start`: items of this process's shard already trained on).
 
     With several processes each reads its own shard, as Lightning's default sampler does.
+
+    Args:
+        dataset: the training set.
+        num_replicas: number of processes.
+        rank: this process's index.
+        seed: the shuffle of epoch e depends on (seed, e) alone.
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
@@ -146,6 +163,13 @@ class InMemoryImageDataModule(L.LightningDataModule):
     the test split is the dataset's official one. `seed` also fixes the training order of
     every epoch and the augmentation of every batch, so that a run resumed from a checkpoint
     (even one saved mid-epoch) sees exactly the batches an uninterrupted run would.
+
+    Args:
+        batch_size: images per batch (per process), training and evaluation alike.
+        val_size: images held out of the training set for validation.
+        seed: fixes the validation split, the training order of every epoch and the
+            augmentation of every batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
     """
 
     num_classes: int

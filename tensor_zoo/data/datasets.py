@@ -64,6 +64,18 @@ class _IDXDataModule(InMemoryImageDataModule):
 
     `augment` (off by default) shifts training images by up to 2 pixels (no flips: digits and
     clothes have a handedness).
+
+    Args:
+        root: folder to look for the files in first (then $TENSOR_ZOO_DATA, then the
+            cache); None: only those.
+        download: fetch the files with torchvision into the cache when they are found
+            nowhere.
+        augment: shift training images by up to 2 pixels.
+        batch_size: images per batch (per process), training and evaluation alike.
+        val_size: images held out of the training set for validation.
+        seed: fixes the validation split, the training order of every epoch and the
+            augmentation of every batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
     """
 
     name: str
@@ -140,6 +152,18 @@ class CIFAR10DataModule(InMemoryImageDataModule):
     Training batches are augmented as tensors when `augment` is on: a random crop of the
     image padded by 4 pixels (reflection) and a random horizontal flip. Evaluation batches
     never are.
+
+    Args:
+        root: folder to look for the files in first (then $TENSOR_ZOO_DATA, then the
+            cache); None: only those.
+        download: fetch the files with torchvision into the cache when they are found
+            nowhere.
+        augment: random 4-pixel shifts and horizontal flips of training images.
+        batch_size: images per batch (per process), training and evaluation alike.
+        val_size: images held out of the training set for validation.
+        seed: fixes the validation split, the training order of every epoch and the
+            augmentation of every batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
     """
 
     name = "CIFAR-10"
@@ -179,6 +203,16 @@ class ToyDataModule(InMemoryImageDataModule):
 
     Each point (x, y) becomes an "image" (1, 1, 2), so a network with patch_size=1 sees
     d = 2 positions with n = 1 value each, as in the paper's decision-boundary figure.
+
+    Args:
+        dataset: "moons" or "circles".
+        num_samples: training points (the test set has half as many, drawn apart).
+        noise: std of the Gaussian noise added to the points.
+        batch_size: images per batch (per process), training and evaluation alike.
+        val_size: images held out of the training set for validation.
+        seed: fixes the validation split, the training order of every epoch and the
+            augmentation of every batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
     """
 
     image_shape = (1, 1, 2)

@@ -13,6 +13,14 @@ class DigitsDataModule(InMemoryImageDataModule):
 
     There is no official test split: `test_size` images are held out with `seed` (then
     `val_size` more from the rest), the same split on every machine.
+
+    Args:
+        batch_size: images per batch (per process), training and evaluation alike.
+        val_size: images held out of the training set for validation.
+        test_size: images held out as the test split.
+        seed: fixes the test and validation splits, the training order of every epoch and the
+            augmentation of every batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
     """
 
     num_classes = 10

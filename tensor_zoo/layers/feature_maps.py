@@ -12,6 +12,7 @@ whole positions, never the constant, so that with `append_one` a dropped patch i
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,14 @@ ACTIVATIONS = {
 
 
 class FeatureMap(nn.Module):
-    """Base class: subclasses map (..., n) -> (..., m - append_one) in `transform`."""
+    """Base class: subclasses map (..., n) -> (..., m - append_one) in `transform`.
+
+    Args:
+        in_features: n, the values in one patch.
+        out_features: m, the features per patch, the constant 1 (if appended) included.
+        append_one: make the last feature the constant 1.
+        dropout: probability of zeroing a whole patch's learned features while training.
+    """
 
     def __init__(
         self, in_features: int, out_features: int, append_one: bool = True, dropout: float = 0.0
@@ -72,6 +80,13 @@ class AffineFeatureMap(FeatureMap):
     """The paper's f(x) = sigma(A x + b), sigma in relu / identity / sigmoid / tanh.
 
     Parameters: `linear.weight` (m', n) and `linear.bias` (m',), m' = m - append_one.
+
+    Args:
+        in_features: n, the values in one patch.
+        out_features: m, the features per patch, the constant 1 (if appended) included.
+        append_one: make the last feature the constant 1.
+        dropout: probability of zeroing a whole patch's learned features while training.
+        activation: sigma: "relu", "identity", "sigmoid" or "tanh".
     """
 
     def __init__(
@@ -105,6 +120,12 @@ class RBFFeatureMap(FeatureMap):
 
     f_j(x) = exp(-||x - t_j||^2 / (2 n s_j^2)); parameters `templates` (m', n) and
     `log_bandwidth` (m',) = log s_j. Dividing by n keeps the exponent O(1) for any patch size.
+
+    Args:
+        in_features: n, the values in one patch.
+        out_features: m, the features per patch, the constant 1 (if appended) included.
+        append_one: make the last feature the constant 1.
+        dropout: probability of zeroing a whole patch's learned features while training.
     """
 
     def __init__(
@@ -132,6 +153,14 @@ class FourierFeatureMap(FeatureMap):
     (m', n) and `phases` (m',), so they are part of the checkpoint but never trained. With
     n = 1, m' = 2 and hand-set frequencies pi/2 and phases 0, -pi/2 it is Stoudenmire's
     (cos, sin) pixel map.
+
+    Args:
+        in_features: n, the values in one patch.
+        out_features: m, the features per patch, the constant 1 (if appended) included.
+        append_one: make the last feature the constant 1.
+        dropout: probability of zeroing a whole patch's learned features while training.
+        bandwidth: bandwidth of the Gaussian kernel, in units of sqrt(n).
+        seed: seed of the frequencies and phases.
     """
 
     frequencies: Tensor
@@ -159,6 +188,8 @@ class FourierFeatureMap(FeatureMap):
         return math.sqrt(2.0) * torch.cos(patches @ self.frequencies.T + self.phases)
 
 
+FeatureMapName = Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"]
+# What each name of FeatureMapName computes (the same names, in the same order: a test checks).
 FEATURE_MAPS: dict[str, str] = {
     "relu": "sigma(Ax+b) with ReLU",
     "identity": "Ax+b",
@@ -170,9 +201,13 @@ FEATURE_MAPS: dict[str, str] = {
 
 
 def build_feature_map(
-    name: str, in_features: int, out_features: int, append_one: bool = True, dropout: float = 0.0
+    name: FeatureMapName,
+    in_features: int,
+    out_features: int,
+    append_one: bool = True,
+    dropout: float = 0.0,
 ) -> FeatureMap:
-    """Feature map by name: one of FEATURE_MAPS."""
+    """Feature map by name (one of FEATURE_MAPS) with these arguments (see FeatureMap)."""
     if name in ACTIVATIONS:
         return AffineFeatureMap(in_features, out_features, append_one, dropout, activation=name)
     if name == "rbf":

@@ -10,12 +10,14 @@ positions a spatial block (Cohen's square pooling geometry).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ORDERINGS: tuple[str, ...] = ("raster", "snake", "zorder")
+Ordering = Literal["raster", "snake", "zorder"]
+ORDERINGS: tuple[str, ...] = get_args(Ordering)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -48,7 +50,7 @@ def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
-def ordering_permutation(rows: int, cols: int, ordering: str) -> Tensor:
+def ordering_permutation(rows: int, cols: int, ordering: Ordering) -> Tensor:
     """Position permutation: entry i is the row-major grid index of sequence position i."""
     if ordering == "raster":
         return torch.arange(rows * cols)
@@ -80,6 +82,15 @@ class PatchExtractor(nn.Module):
     """Cut images (B, C, H, W) into an ordered patch sequence (B, d, n), n = C*k*k.
 
     `fold` is the inverse: it puts patches back (averaging overlaps) and recovers the image.
+
+    Args:
+        in_channels: channels C of the images.
+        image_size: image side, or (height, width), in pixels.
+        patch_size: side k of the square patches.
+        stride: step between patches (None: patch_size, no overlap); the patches must tile
+            the image exactly.
+        ordering: order in which the patch grid is read: "raster" (row by row), "snake"
+            (every other row reversed) or "zorder" (quad-tree; grid sides powers of two).
     """
 
     order: Tensor
@@ -90,7 +101,7 @@ class PatchExtractor(nn.Module):
         image_size: int | Sequence[int],
         patch_size: int,
         stride: int | None = None,
-        ordering: str = "raster",
+        ordering: Ordering = "raster",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels

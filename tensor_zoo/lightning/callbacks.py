@@ -38,7 +38,12 @@ class ImagesPerSecond(L.Callback):
 
 
 class WandbTestReport(L.Callback):
-    """At the end of testing: a confusion matrix and a table of sample predictions on W&B."""
+    """At the end of testing: a confusion matrix and a table of sample predictions on W&B.
+
+    Args:
+        num_samples: test images shown in the table (the first ones, with label, prediction
+            and confidence).
+    """
 
     def __init__(self, num_samples: int = 32) -> None:
         self.num_samples = num_samples

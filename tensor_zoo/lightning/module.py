@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
@@ -20,6 +20,8 @@ from tensor_zoo.networks import TensorNetwork, build_network
 
 log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor] | list[Tensor]
+Scheduler = Literal["cosine", "onecycle", "constant"]
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 # Cross-entropy above this means logits differ by ~1e4: the run has diverged (seen: a CIFAR TT
 # run's logits jumped from ~10 to 1e27 within 50 steps, then overflowed to NaN).
 DIVERGED_LOSS = 1e4
@@ -64,6 +66,16 @@ class TensorNetClassifier(L.LightningModule):
     length) raise ResumeMismatchError. When the run is seeded (`seed_everything`), every
     training batch draws its random numbers (dropout) from a seed of its own, so that a
     resumed run repeats an uninterrupted one exactly.
+
+    Args:
+        network: the network to train (`--model.network=TTNet`, `CPNet`, `HTNet`,
+            `SharedTTNet`, with its arguments as `--model.network.rank=...`), or its config.
+        lr: peak learning rate of AdamW (architectures scale some parameters' steps:
+            `TensorNetwork.lr_scales`).
+        weight_decay: AdamW's decoupled weight decay.
+        scheduler: learning-rate schedule: "cosine", "onecycle" or "constant".
+        warmup_fraction: fraction of the optimizer steps with linear warm-up ("cosine" only).
+        label_smoothing: label smoothing of the cross-entropy loss.
     """
 
     def __init__(
@@ -71,17 +83,15 @@ class TensorNetClassifier(L.LightningModule):
         network: TensorNetwork,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "onecycle", "constant"] = "cosine",
+        scheduler: Scheduler = "cosine",
         warmup_fraction: float = 0.0,
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(network, Mapping):
             network = build_network(network)
-        if scheduler not in ("cosine", "onecycle", "constant"):
-            raise ValueError(
-                f"scheduler must be 'cosine', 'onecycle' or 'constant', got {scheduler!r}."
-            )
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}.")
         self.network = network
         self.save_hyperparameters(
             {

@@ -8,6 +8,7 @@ a network can be rebuilt from a checkpoint's config with `build_network`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import warnings
@@ -17,8 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tensor_zoo.functional import check_xi
-from tensor_zoo.layers import PatchExtractor, build_feature_map
+from tensor_zoo.layers import FeatureMapName, Ordering, PatchExtractor, build_feature_map
 
 
 def tiled_identity(rank_in: int, rank_out: int) -> Tensor:
@@ -26,15 +26,6 @@ def tiled_identity(rank_in: int, rank_out: int) -> Tensor:
     rows = torch.arange(rank_in)[:, None]
     cols = torch.arange(rank_out)[None, :]
     return (rows == cols % rank_in).float()
-
-
-def xi_config(xi: str) -> dict[str, Any]:
-    """The config entry of a network's `xi`: none for "product" (the default), else {"xi": xi}.
-
-    Product networks keep the exact config they had before `xi` existed, so every checkpoint
-    published then still rebuilds to an identical config.
-    """
-    return {} if check_xi(xi) == "product" else {"xi": xi}
 
 
 # Raw inputs further than this many input_std from input_mean are not images the network was
@@ -148,10 +139,31 @@ def _tracing() -> bool:
 
 
 class TensorNetwork(nn.Module):
-    """Base class of CPNet, TTNet and HTNet: the stages before the contraction.
+    """Base class of CPNet, TTNet, HTNet and SharedTTNet: the stages before the contraction.
 
     Buffers `input_mean` and `input_std` (C,) normalise the input images, so a trained network
     takes raw images (e.g. scaled to [0, 1]) and its preprocessing travels with its weights.
+    The arguments below (keyword-only) are the front end every network shares; each subclass
+    adds its own (`rank`, ...) and passes these on. `config` records all of them.
+
+    Args:
+        in_channels: channels C of the input images (1 for grey, 3 for RGB).
+        image_size: image side, or (height, width), in pixels.
+        patch_size: side k of the square patches the image is cut into; each patch is one
+            position of the network (d = number of patches).
+        feature_dim: m, the size of every feature vector f(x_k), the constant 1 included.
+        num_classes: number of classes (logits).
+        stride: step between patches (None: patch_size, i.e. no overlap).
+        ordering: order in which the patch grid is read into a sequence: "raster", "snake"
+            or "zorder" (quad-tree); None: the architecture's own (HT: "zorder", else "raster").
+        feature_map: the map f from a patch to its features: "relu", "identity", "sigmoid",
+            "tanh" (sigma(Ax + b)), "rbf" or "fourier" (see `tensor_zoo.layers`).
+        append_one: make the last feature the constant 1 (lets a position be skipped).
+        dropout: probability of dropping a whole patch's learned features while training.
+        log_format: contract in log format (running scale kept apart), so that long products
+            neither overflow nor underflow.
+        input_mean: per-channel mean subtracted from the images (None: 0).
+        input_std: per-channel std the images are divided by (None: 1).
     """
 
     input_mean: Tensor
@@ -159,26 +171,31 @@ class TensorNetwork(nn.Module):
     xi: str = "product"  # the binary operation of the units (tensor_zoo.functional.generalized)
     # The patch order that `ordering=None` stands for: the architecture's own (HT: its quad-tree).
     default_ordering: str = "raster"
+    # Constructor arguments of a subclass that `config` lists after the front end's rather than
+    # after `num_classes` with the others: added after checkpoints were published, whose configs
+    # must stay a prefix of the config they rebuild to (tests/test_checkpoints.py).
+    appended_arguments: tuple[str, ...] = ()
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int | Sequence[int],
-        patch_size: int,
-        feature_dim: int,
-        num_classes: int,
-        stride: int | None,
-        ordering: str | None,
-        feature_map: str,
-        append_one: bool,
-        dropout: float,
-        log_format: bool,
-        input_mean: Sequence[float] | None,
-        input_std: Sequence[float] | None,
-        architecture_args: dict[str, Any],
+        *,
+        in_channels: int = 1,
+        image_size: int | Sequence[int] = 28,
+        patch_size: int = 7,
+        feature_dim: int = 8,
+        num_classes: int = 10,
+        stride: int | None = None,
+        ordering: Ordering | None = None,
+        feature_map: FeatureMapName = "relu",
+        append_one: bool = True,
+        dropout: float = 0.0,
+        log_format: bool = True,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
     ) -> None:
+        front_end = {name: value for name, value in locals().items() if name in FRONT_END}
         super().__init__()
-        check_shared_args(locals())
+        check_shared_args(front_end)
         if ordering is None:
             ordering = self.default_ordering
         if not isinstance(image_size, int):
@@ -203,24 +220,53 @@ class TensorNetwork(nn.Module):
         self.register_buffer("input_std", std)
         self._training_range_checked = False  # see check_input_range
         self._range_warned = False
-        self.config: dict[str, Any] = {
+        self._front_end = {
+            **front_end,
+            "image_size": image_size,
+            "ordering": ordering,
+            "input_mean": None if input_mean is None else [float(v) for v in input_mean],
+            "input_std": None if input_std is None else [float(v) for v in input_std],
+        }
+        self.config: dict[str, Any] = {}  # set by the subclass: record_config
+
+    def record_config(self, **arguments: Any) -> None:
+        """Set `config` from the subclass's own constructor arguments (every one, by keyword, at
+        the end of its `__init__`) and the front end's.
+
+        `config` is `{"class_path": "tensor_zoo.<Class>", "init_args": {...}}`, the arguments
+        bound to the class's signature, in the order: the front end's up to `num_classes`, the
+        subclass's own (signature order), the rest of the front end's, `appended_arguments`.
+        `xi` is left out when it is "product": product networks keep the config they had
+        before `xi` existed, so that every checkpoint published then rebuilds to an identical
+        config.
+
+        Raises:
+            TypeError: an argument of the class's signature is missing, or a name is not one
+                (a programming error: the config would not rebuild the network).
+        """
+        signature = inspect.signature(type(self))
+        own = [
+            name
+            for name, parameter in signature.parameters.items()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        missing = [name for name in own if name not in arguments]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__}.__init__ must pass every constructor argument of its own "
+                f"to record_config; missing: {missing}."
+            )
+        signature.bind(**arguments, **self._front_end)  # TypeError for a name it does not take
+        values = {**self._front_end, **arguments}
+        if values.get("xi") == "product":
+            del values["xi"]
+        appended = self.appended_arguments
+        architecture = [name for name in dict.fromkeys([*own, *arguments]) if name not in appended]
+        split = FRONT_END.index("num_classes") + 1
+        order = [*FRONT_END[:split], *architecture, *FRONT_END[split:], *appended]
+        self.config = {
             "class_path": f"tensor_zoo.{type(self).__name__}",
-            "init_args": {
-                "in_channels": in_channels,
-                "image_size": image_size,
-                "patch_size": patch_size,
-                "feature_dim": feature_dim,
-                "num_classes": num_classes,
-                **architecture_args,
-                "stride": stride,
-                "ordering": ordering,
-                "feature_map": feature_map,
-                "append_one": append_one,
-                "dropout": dropout,
-                "log_format": log_format,
-                "input_mean": None if input_mean is None else [float(v) for v in input_mean],
-                "input_std": None if input_std is None else [float(v) for v in input_std],
-            },
+            "init_args": {name: values[name] for name in order if name in values},
         }
 
     @property
@@ -326,16 +372,21 @@ class TensorNetwork(nn.Module):
         return [{"params": params, "lr": lr * scale} for scale, params in groups.items()]
 
     def shared_args(self) -> dict[str, Any]:
-        """Constructor arguments every architecture understands (all but rank and its options)."""
-        keys = (
-            "in_channels", "image_size", "patch_size", "feature_dim", "num_classes", "stride",
-            "ordering", "feature_map", "append_one", "dropout", "log_format", "input_mean",
-            "input_std",
-        )  # fmt: skip
-        return {key: self.config["init_args"][key] for key in keys}
+        """The front end's constructor arguments (all but rank and the architecture's options),
+        as recorded in `config`: `OtherNet(**net.shared_args(), rank=...)` has the same front
+        end (shapes and settings; `copy_front_end` copies its weights)."""
+        return {name: self.config["init_args"][name] for name in FRONT_END}
 
     def copy_front_end(self, other: TensorNetwork) -> None:
         """Take the feature map and input normalisation of `other` (same shapes)."""
         self.feature_map.load_state_dict(other.feature_map.state_dict())
         self.input_mean.copy_(other.input_mean)
         self.input_std.copy_(other.input_std)
+
+
+# The front end's constructor arguments (TensorNetwork's own), in config order.
+FRONT_END: tuple[str, ...] = tuple(
+    parameter.name
+    for parameter in inspect.signature(TensorNetwork.__init__).parameters.values()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)

@@ -5,14 +5,13 @@ W_y = sum_a lambda_ya v_1a (x) ... (x) v_da; with xi != "product", a generalized
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, cp_als, cp_contract, cp_contract_xi, cp_to_dense
-from tensor_zoo.networks.base import TensorNetwork, check_int, require_multilinear, xi_config
+from tensor_zoo.networks.base import TensorNetwork, check_int, require_multilinear
 
 
 class CPNet(TensorNetwork):
@@ -27,37 +26,24 @@ class CPNet(TensorNetwork):
     positions: "relu" (max(a, b, 0), so max(0, max_k <f(x_k), v_ka>) for d >= 2: a ReLU
     network with global max pooling) or "logsumexp" (log sum_k exp <f(x_k), v_ka>). See
     `tensor_zoo.functional.generalized`; `log_format` only applies to the product.
+
+    Args:
+        rank: the width r of the hidden layer (number of rank-one terms).
+        xi: the binary operation that combines the positions: "product" (the CP network),
+            "relu" or "logsumexp" (generalized CP networks).
+        **kwargs: the front end's arguments (in_channels, image_size, patch_size,
+            feature_dim, num_classes, ...): see `TensorNetwork`.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int | Sequence[int] = 28,
-        patch_size: int = 7,
-        feature_dim: int = 8,
-        rank: int = 16,
-        num_classes: int = 10,
-        stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] | None = None,
-        feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
-        append_one: bool = True,
-        dropout: float = 0.0,
-        log_format: bool = True,
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
-        xi: Xi = "product",
-    ) -> None:
-        super().__init__(
-            in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, **xi_config(xi)},
-        )  # fmt: skip
+    def __init__(self, *, rank: int = 16, xi: Xi = "product", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.xi = check_xi(xi)
         self.rank = check_int("CPNet rank", rank)
         d, m = self.num_positions, self.feature_dim
         self.factors = nn.Parameter(torch.empty(d, m, rank))
-        self.weights = nn.Parameter(torch.empty(num_classes, rank))
+        self.weights = nn.Parameter(torch.empty(self.num_classes, rank))
         self.reset_parameters()
+        self.record_config(rank=rank, xi=xi)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

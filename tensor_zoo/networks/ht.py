@@ -6,8 +6,7 @@ network for xi = "relu").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -18,9 +17,10 @@ from tensor_zoo.networks.base import (
     expand_ranks,
     require_multilinear,
     tiled_identity,
-    xi_config,
 )
 from tensor_zoo.networks.cp import CPNet
+
+NodeType = Literal["full", "cp"]
 
 # HTNet.from_tt refuses HT forms with more unit entries than this (r^2 widths grow as r^6).
 FROM_TT_LIMIT = 2**26
@@ -51,34 +51,30 @@ class HTNet(TensorNetwork):
     a, b gives z_j = sum_{p, q} T[p, q, j] xi(a_p, b_q); a "cp" unit gives
     z = xi(a U, b V) elementwise; the head stays linear. `log_format` only applies to the
     product (see `tensor_zoo.functional.generalized`), and `full_tensor()` only exists for it.
+
+    Args:
+        rank: the width of every level, or the list [r_0, ..., r_{L-1}] of the widths of the
+            leaves and of levels 1..L-1.
+        node_type: "full" (the paper's bilinear units) or "cp" (Cohen's ConvAC: 1x1
+            convolution and product pooling, plus a linear head).
+        xi: the binary operation of the units: "product" (the HT network), "relu" (a
+            convolutional rectifier network) or "logsumexp" (generalized HT networks).
+        **kwargs: the front end's arguments (in_channels, image_size, patch_size,
+            feature_dim, num_classes, ...): see `TensorNetwork`. `ordering=None` (the
+            default) means "zorder" here.
     """
 
     default_ordering = "zorder"
 
     def __init__(
         self,
-        in_channels: int = 1,
-        image_size: int | Sequence[int] = 28,
-        patch_size: int = 7,
-        feature_dim: int = 8,
+        *,
         rank: int | list[int] = 16,
-        num_classes: int = 10,
-        node_type: Literal["full", "cp"] = "full",
-        stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] | None = None,
-        feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
-        append_one: bool = True,
-        dropout: float = 0.0,
-        log_format: bool = True,
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
+        node_type: NodeType = "full",
         xi: Xi = "product",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, "node_type": node_type, **xi_config(xi)},
-        )  # fmt: skip
+        super().__init__(**kwargs)
         self.xi = check_xi(xi)
         d, m = self.num_positions, self.feature_dim
         if d < 2 or d & (d - 1):
@@ -94,7 +90,7 @@ class HTNet(TensorNetwork):
         depth = d.bit_length() - 1
         self.ranks = expand_ranks(rank, depth, "leaf width, then one per inner level")
         self.leaves = nn.Parameter(torch.empty(d, m, self.ranks[0]))
-        outputs = [*self.ranks[1:], num_classes if node_type == "full" else self.ranks[-1]]
+        outputs = [*self.ranks[1:], self.num_classes if node_type == "full" else self.ranks[-1]]
         shapes = [
             (d >> (level + 1), rank_in, rank_out)
             for level, (rank_in, rank_out) in enumerate(zip(self.ranks, outputs, strict=True))
@@ -107,8 +103,9 @@ class HTNet(TensorNetwork):
         else:
             self.left = nn.ParameterList(nn.Parameter(torch.empty(shape)) for shape in shapes)
             self.right = nn.ParameterList(nn.Parameter(torch.empty(shape)) for shape in shapes)
-            self.head = nn.Parameter(torch.empty(self.ranks[-1], num_classes))
+            self.head = nn.Parameter(torch.empty(self.ranks[-1], self.num_classes))
         self.reset_parameters()
+        self.record_config(rank=rank, node_type=node_type, xi=xi)
 
     def levels(self) -> list[Tensor | tuple[Tensor, Tensor]]:
         """The inner levels in the form `ht_contract` takes."""
@@ -185,7 +182,7 @@ class HTNet(TensorNetwork):
         return ht_to_dense(self.leaves, self.levels(), self.head)
 
     @classmethod
-    def from_cp(cls, cp: CPNet, node_type: Literal["full", "cp"] = "full") -> HTNet:
+    def from_cp(cls, cp: CPNet, node_type: NodeType = "full") -> HTNet:
         """The exact HT form of a CP network: rank r, diagonal units, same logits."""
         require_multilinear(cp, "HTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, node_type=node_type)

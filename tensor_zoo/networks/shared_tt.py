@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, tt_to_dense
-from tensor_zoo.networks.base import TensorNetwork, require_multilinear, xi_config
+from tensor_zoo.networks.base import TensorNetwork, require_multilinear
 from tensor_zoo.networks.tt import (
+    LabelSite,
     generalized_lr_scale,
     init_generalized_inner_core,
     init_generalized_tt,
@@ -39,34 +39,27 @@ class SharedTTNet(TensorNetwork):
     Khrulkov, Novikov and Oseledets (ICLR 2018) prove the exponential expressivity gap for TT
     networks with independent cores; it also holds with equal cores (OpenReview U5BQ9dmh78,
     2024), which is the network here. Storage O(m r^2) whatever d is.
+
+    Args:
+        rank: the hidden width r (one bond size: the core is shared).
+        label_site: where the class index sits: "last" or "middle" (see TTNet).
+        boundary_cores: give positions 1 and d cores of their own (needs d >= 3); else the
+            shared core everywhere, with learned boundary states and a read-out.
+        xi: the binary operation of the units: "product", "relu" or "logsumexp" (see TTNet).
+        **kwargs: the front end's arguments (in_channels, image_size, patch_size,
+            feature_dim, num_classes, ...): see `TensorNetwork`.
     """
 
     def __init__(
         self,
-        in_channels: int = 1,
-        image_size: int | Sequence[int] = 28,
-        patch_size: int = 7,
-        feature_dim: int = 8,
+        *,
         rank: int = 16,
-        num_classes: int = 10,
-        label_site: Literal["last", "middle"] = "last",
+        label_site: LabelSite = "last",
         boundary_cores: bool = True,
-        stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] | None = None,
-        feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
-        append_one: bool = True,
-        dropout: float = 0.0,
-        log_format: bool = True,
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
         xi: Xi = "product",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, "label_site": label_site, "boundary_cores": boundary_cores,
-             **xi_config(xi)},
-        )  # fmt: skip
+        super().__init__(**kwargs)
         self.xi = check_xi(xi)
         d, m = self.num_positions, self.feature_dim
         if not isinstance(rank, int) or rank < 1:
@@ -85,7 +78,7 @@ class SharedTTNet(TensorNetwork):
         self.rank = rank
         self.label_site = label_site
         self.boundary_cores = boundary_cores
-        last = num_classes if label_site == "last" else 1
+        last = self.num_classes if label_site == "last" else 1
         self.core = nn.Parameter(torch.empty(rank, m, rank))
         self.first_core = self.last_core = self.initial_state = None
         self.head = self.final_state = None
@@ -95,13 +88,14 @@ class SharedTTNet(TensorNetwork):
         else:
             self.initial_state = nn.Parameter(torch.empty(rank))
             if label_site == "last":
-                self.head = nn.Parameter(torch.empty(rank, num_classes))
+                self.head = nn.Parameter(torch.empty(rank, self.num_classes))
             else:
                 self.final_state = nn.Parameter(torch.empty(rank))
         self.label_core = None
         if label_site == "middle":
-            self.label_core = nn.Parameter(torch.empty(rank, num_classes, rank))
+            self.label_core = nn.Parameter(torch.empty(rank, self.num_classes, rank))
         self.reset_parameters()
+        self.record_config(rank=rank, label_site=label_site, boundary_cores=boundary_cores, xi=xi)
 
     def tt_cores(self) -> list[Tensor]:
         """The d per-position cores (r_k, m, r_{k+1}) of the equivalent TTNet, `core` repeated."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,12 +20,13 @@ from tensor_zoo.networks.base import (
     expand_ranks,
     require_multilinear,
     tiled_identity,
-    xi_config,
 )
 from tensor_zoo.networks.cp import CPNet
 
 if TYPE_CHECKING:
     from tensor_zoo.networks.ht import HTNet
+
+LabelSite = Literal["last", "middle"]
 
 # TTNet.from_ht goes through a TT whose cores have up to this many entries before rounding.
 FROM_HT_CORE_LIMIT = 2**24
@@ -73,33 +74,32 @@ class TTNet(TensorNetwork):
     matmuls), "chunked" (tree per chunk, bounded memory) or "auto" (chosen from batch size,
     d, rank and m; see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the
     same logits and gradients up to rounding.
+
+    Args:
+        rank: the TT-rank (hidden width) of every bond, or the list of the d - 1 bond ranks
+            r_1..r_{d-1}.
+        label_site: where the class index sits: "last" (on the last core: the RNN reads the
+            classes out of its final state) or "middle" (a label core on bond d // 2).
+        xi: the binary operation of the units: "product" (the TT network), "relu" (the ReLU
+            RNN) or "logsumexp" (generalized TT networks).
+        contraction: how the chain of cores is multiplied out: "auto", "sequential", "tree"
+            or "chunked" (the same numbers; only speed and memory differ).
+        **kwargs: the front end's arguments (in_channels, image_size, patch_size,
+            feature_dim, num_classes, ...): see `TensorNetwork`.
     """
+
+    appended_arguments = ("contraction",)
 
     def __init__(
         self,
-        in_channels: int = 1,
-        image_size: int | Sequence[int] = 28,
-        patch_size: int = 7,
-        feature_dim: int = 8,
+        *,
         rank: int | list[int] = 16,
-        num_classes: int = 10,
-        label_site: Literal["last", "middle"] = "last",
-        stride: int | None = None,
-        ordering: Literal["raster", "snake", "zorder"] | None = None,
-        feature_map: Literal["relu", "identity", "sigmoid", "tanh", "rbf", "fourier"] = "relu",
-        append_one: bool = True,
-        dropout: float = 0.0,
-        log_format: bool = True,
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
+        label_site: LabelSite = "last",
         xi: Xi = "product",
         contraction: TTContraction = "auto",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            in_channels, image_size, patch_size, feature_dim, num_classes, stride, ordering,
-            feature_map, append_one, dropout, log_format, input_mean, input_std,
-            {"rank": rank, "label_site": label_site, **xi_config(xi)},
-        )  # fmt: skip
+        super().__init__(**kwargs)
         self.xi = check_xi(xi)
         if contraction not in CONTRACTIONS:
             raise ValueError(
@@ -107,7 +107,6 @@ class TTNet(TensorNetwork):
                 f"got {contraction!r}."
             )
         self.contraction = contraction
-        self.config["init_args"]["contraction"] = contraction
         d, m = self.num_positions, self.feature_dim
         if label_site not in ("last", "middle"):
             raise ValueError(f"label_site must be 'last' or 'middle', got {label_site!r}.")
@@ -115,7 +114,7 @@ class TTNet(TensorNetwork):
             raise ValueError("label_site='middle' needs at least 2 positions (patches).")
         self.label_site = label_site
         self.ranks = expand_ranks(rank, d - 1, f"one per bond between the {d} positions")
-        last = num_classes if label_site == "last" else 1
+        last = self.num_classes if label_site == "last" else 1
         bonds = [1, *self.ranks, last]
         self.cores = nn.ParameterList(
             nn.Parameter(torch.empty(bonds[k], m, bonds[k + 1])) for k in range(d)
@@ -123,8 +122,9 @@ class TTNet(TensorNetwork):
         self.label_core = None
         if label_site == "middle":
             middle = self.ranks[d // 2 - 1]
-            self.label_core = nn.Parameter(torch.empty(middle, num_classes, middle))
+            self.label_core = nn.Parameter(torch.empty(middle, self.num_classes, middle))
         self.reset_parameters()
+        self.record_config(rank=rank, label_site=label_site, xi=xi, contraction=contraction)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -283,7 +283,7 @@ class TTNet(TensorNetwork):
         return template._with_cores(cores, None, ht).round()
 
     @classmethod
-    def from_cp(cls, cp: CPNet, label_site: Literal["last", "middle"] = "last") -> TTNet:
+    def from_cp(cls, cp: CPNet, label_site: LabelSite = "last") -> TTNet:
         """The exact TT form of a CP network: rank r, diagonal cores, same logits."""
         require_multilinear(cp, "TTNet.from_cp")
         net = cls(**cp.shared_args(), rank=cp.rank, label_site=label_site)
