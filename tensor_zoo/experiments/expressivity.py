@@ -163,14 +163,20 @@ def histogram_figure(results: list[RankBounds], setting: HistogramSetting, path:
 
     ranks = sorted({result.rank for result in results})
     figure, axes = plt.subplots(
-        len(XIS), len(ranks), figsize=(2.7 * len(ranks), 2.6 * len(XIS)), squeeze=False
-    )
+        len(XIS), len(ranks), figsize=(2.7 * len(ranks), 2.6 * len(XIS)), squeeze=False,
+        sharex="row",
+    )  # fmt: skip
+    largest = setting.num_templates ** (setting.num_positions // 2)  # the matrix's side
+    product_bins = [0.8 * 1.25**k for k in range(math.ceil(math.log(largest / 0.8, 1.25)) + 2)]
+    relu_top = max((w for r in results if r.xi == "relu" for w in r.widths), default=1)
+    relu_bins = [edge - 0.5 for edge in range(relu_top + 2)]  # one bin per integer
     for result in results:
         axis = axes[XIS.index(result.xi)][ranks.index(result.rank)]
-        low, high = min(result.widths), max(result.widths)
-        bins = range(low, high + 2) if high - low < 40 else 40
-        axis.hist(result.widths, bins=bins, color="tab:blue" if result.xi == "product" else
-                  "tab:red", align="left" if high - low < 40 else "mid")  # fmt: skip
+        if result.xi == "product":
+            axis.hist(result.widths, bins=product_bins, color="tab:blue")
+            axis.set_xscale("log")
+        else:
+            axis.hist(result.widths, bins=relu_bins, color="tab:red")
         axis.axvline(result.theorem, color="k", linestyle="--", linewidth=1)
         kind = "TT (product)" if result.xi == "product" else "ReLU RNN"
         axis.set_title(f"{kind}, rank {result.rank}", fontsize=9)
