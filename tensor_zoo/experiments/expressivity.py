@@ -258,7 +258,9 @@ def table_measurements(setting: TableSetting) -> dict[tuple[str, str], dict[str,
 
     needed: the minimal width of the equivalent format (TT: largest TT-rank of W; HT: largest
     HT-rank on HTNet's tree; CP: the certified lower bound on the CP rank). built: the width of
-    the network the exact conversion returns; error: its logits' relative difference.
+    the network the exact conversion returns (or of the network itself, error 0); error: the
+    conversion's relative logits difference. The CP cells from TT and HT also hold "loose" (the
+    count above LOOSE_TOLERANCE sigma_max) and "method" (how the bound was obtained).
     """
     shape = _shape(setting)
     cells: dict[tuple[str, str], dict[str, list]] = {}
