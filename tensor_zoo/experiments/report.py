@@ -438,6 +438,17 @@ def write_report(
         only: names of SECTIONS to regenerate; the other sections of the existing
             out/reproduction.md are kept as they are (None: every section).
     """
+    path = out / "reproduction.md"
+    kept: list[str] = []
+    if only:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: build the whole report once first.")
+        kept = split_sections(path.read_text())[1]
+        if len(kept) != len(SECTIONS):
+            raise ValueError(
+                f"{path} has {len(kept)} sections, the report {len(SECTIONS)}: it was built by "
+                f"another version; build the whole report (without --only)."
+            )
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     intro = [
@@ -466,17 +477,6 @@ def write_report(
     if quick:
         intro += ["**Quick check: tiny runs (1 epoch, a few batches); the numbers mean nothing.**",
                   ""]  # fmt: skip
-    path = out / "reproduction.md"
-    kept: list[str] = []
-    if only:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: build the whole report once first.")
-        kept = split_sections(path.read_text())[1]
-        if len(kept) != len(SECTIONS):
-            raise ValueError(
-                f"{path} has {len(kept)} sections, the report {len(SECTIONS)}: it was built by "
-                f"another version; build the whole report (without --only)."
-            )
     body = []
     for index, (name, section) in enumerate(SECTIONS.items()):
         if only and name not in only:
