@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from test_data import make_idx_dataset, write_cifar_fixture
 
+from tensor_zoo.experiments.report import SECTIONS, collect, split_sections, write_report
 from tensor_zoo.experiments.sweep import expand_grid, load_sweep, run_sweep
 from tensor_zoo.experiments.wandb_offline import read_offline_run
 
@@ -94,6 +95,10 @@ def test_toy_run_on_wandb_offline_has_group_tags_full_config_and_summaries(tmp_p
     assert config["data"]["batch_size"] == 16 and config["data"]["augment"] is False
     assert config["data"]["dataset"] == "moons" and config["data"]["noise"] == 0.1
     assert config["lr"] == 0.004 and config["network"]["init_args"]["feature_dim"] == 8
+    optimizer = config["optimizer"]
+    assert optimizer["name"] == "AdamW" and optimizer["betas"] == [0.9, 0.999]
+    assert optimizer["weight_decay"] == config["weight_decay"] and optimizer["fused"] is True
+    assert optimizer["group_lrs"][0] == 0.004  # the groups' base rates (HT: inner units smaller)
     assert set(run.summary["val/acc"]) == {"max"}
     assert set(run.summary["test/acc"]) == {"last"}
     assert run.summary["by_rank/test_acc"] == run.summary["test/acc"]["last"]
@@ -122,10 +127,29 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
     assert "| TTNet | 1 | 250 | 1 (of 20) |" in report.replace(" | 0.0 | ", " | ")
     assert "45%" in report and "CIFAR-10 (JPEG copy)" in report
     assert "not run yet" not in report
+    # the expressivity section, measured on random networks (quick: M = T = 4, d = 8)
+    assert "| TT (xi = product) | 2 | 8 | 8 | min(m, r)^(T/2) = 4 | 3 of 3 |" in report
+    assert "| HT | paper r² = 4; **ours 4; built 4** |" in report
+    assert "paper r^(log2 d / 2) = 2.83 (read with a ceiling: 4); **ours 4; built 4**" in report
+    assert "paper ≥ r^(d/2) = 16; **ours ≥ 16 certified**" in report  # from HT
+    assert "Largest relative logits difference of a conversion: " in report
     figures = {path.name for path in (out / "figures").glob("*.png")}
     assert figures == {
         "toy_decision_boundaries.png", "mnist_accuracy_vs_rank.png",
         "mnist_accuracy_vs_parameters.png", "cifar10_accuracy_vs_rank.png",
-        "cifar10_accuracy_vs_parameters.png",
+        "cifar10_accuracy_vs_parameters.png", "rank_bound_histograms.png",
     }  # fmt: skip
     assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
+
+
+def test_report_only_regenerates_the_sections_named_and_keeps_the_others(tmp_path):
+    sections = [f"## {name}\n\nkept text of {name}\n" for name in SECTIONS]
+    (tmp_path / "reproduction.md").write_text("# old intro\n\n" + "\n".join(sections))
+    write_report(collect(tmp_path / "runs"), tmp_path, only=["toy"])
+    intro, written = split_sections((tmp_path / "reproduction.md").read_text())
+    assert intro.startswith("# Reproduction: Khrulkov, Novikov, Oseledets")
+    assert written[0].startswith("## Toy sets") and "**Ours: not run yet.**" in written[0]
+    assert written[1:] == sections[1:]
+    (tmp_path / "reproduction.md").write_text("# a report of another version\n\n" + sections[0])
+    with pytest.raises(ValueError, match="1 sections, the report 4"):
+        write_report(collect(tmp_path / "runs"), tmp_path, only=["toy"])

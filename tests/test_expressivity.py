@@ -24,6 +24,7 @@ from tensor_zoo.expressivity import (
     matricization,
     matricization_rank,
     random_templates,
+    relu_shallow_width_bound,
     theorem1_bound,
     theorem1_witness,
     tt_ranks,
@@ -234,6 +235,28 @@ def test_generalized_networks_get_grid_bounds_and_no_weight_tensor(cls):
     for bound, tensor in zip(bounds, grid, strict=True):
         expected = matricization_rank(tensor.double(), "odd_even", tol=bound.tol).rank
         assert 1 <= bound.bound == expected
+
+
+def test_relu_shallow_width_bound_is_reached_and_never_exceeds_a_relu_cp_width():
+    """A ReLU shallow unit's grid matricization has rank <= M min(|rows|, |columns|)."""
+    # one unit, T = 2, M = 4 interleaved values: max(x_i, y_j, 0) has full rank 4 = M * 1
+    net = CPNet(in_channels=1, image_size=(1, 2), patch_size=1, feature_dim=1, rank=1,
+                num_classes=1, feature_map="identity", append_one=False, xi="relu").double()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.fill_(1.0)
+        net.feature_map.linear.bias.zero_()
+    values = torch.tensor([[1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]], dtype=torch.float64)
+    (bound,) = cp_rank_lower_bound(net, positions=[0, 1], templates=values[..., None])
+    assert bound.bound == 4 and relu_shallow_width_bound(bound, 4) == 1
+    for width, seed in itertools.product((1, 2, 3), range(3)):  # random ReLU CPNets, T = 6
+        net = random_net(CPNet, 6, 3, width, seed, xi="relu")
+        templates = random_templates(net, 3, seed)
+        for bound in cp_rank_lower_bound(net, positions=range(6), templates=templates):
+            assert bound.bound <= width * 3 * 3
+            assert relu_shallow_width_bound(bound, 3) <= width
+    with pytest.raises(ValueError, match="both sides"):
+        relu_shallow_width_bound(bound, 0)
 
 
 @SETTINGS

@@ -3,6 +3,7 @@
     python -m tensor_zoo.experiments report            # docs/reproduction.md, docs/figures/*.png
     python -m tensor_zoo.experiments report --quick    # tiny runs of every experiment, end to
                                                        # end, into a temporary folder (a check)
+    python -m tensor_zoo.experiments report --only expressivity   # one section, the rest kept
 
 Reads every `RUNS/<sweep>/<point>/summary.json` the sweep runner left (RUNS: runs/sweeps), draws
 accuracy against rank and against parameter count (train dashed, test solid, one colour per
@@ -10,8 +11,10 @@ architecture, mean and spread over seeds), the toy decision boundaries, and writ
 with the paper's numbers beside ours. Experiments with no finished run are listed with the
 command that runs them; no number is written that was not measured. Needs matplotlib.
 
-New sections (e.g. the expressivity measurements: rank-bound histograms, the TT <-> HT rank
-table) are functions `(Results, figures folder) -> markdown` added to SECTIONS.
+The expressivity section (rank-bound histograms, the TT <-> HT rank table) is measured on
+random networks, no run needed (`tensor_zoo.experiments.expressivity`); `--only expressivity`
+regenerates it alone, keeping the other sections of the existing report. New sections are
+functions `(Results, figures folder, quick) -> markdown` added to SECTIONS.
 """
 
 from __future__ import annotations
@@ -399,27 +402,55 @@ def headline(experiment: Experiment, runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def expressivity_section(results: Results, figures: Path) -> str:
-    """Placeholder for the rank-bound histograms and Table 2 (needs tensor_zoo.expressivity)."""
-    return "\n".join([
-        "## Expressivity: rank-bound histograms and the TT <-> HT rank table",
-        "",
-        "**Not measured yet.** The rank-bound histograms of random generalized RNNs (Khrulkov, "
-        "Hrinchuk, Oseledets 2019: M = 10, T = 6, ranks 1/2/4/8) and the paper's Table 2 need "
-        "the `tensor_zoo.expressivity` functions (issue 9); their section will be added to this "
-        "report's SECTIONS when they land.",
-        "",
-    ])  # fmt: skip
+def expressivity_section(results: Results, figures: Path, quick: bool = False) -> str:
+    """The rank-bound histograms and Table 2, measured on random networks (no runs needed)."""
+    from tensor_zoo.experiments.expressivity import expressivity_markdown
+
+    return expressivity_markdown(figures, quick=quick)
 
 
-SECTIONS: list[Callable[[Results, Path], str]] = [
-    *(lambda results, figures, e=e: experiment_section(e, results, figures) for e in EXPERIMENTS),
-    expressivity_section,
-]
+# Section name -> (results, figures folder, quick) -> markdown, in the report's order.
+SECTIONS: dict[str, Callable[[Results, Path, bool], str]] = {
+    **{
+        e.key: lambda results, figures, quick, e=e: experiment_section(e, results, figures)
+        for e in EXPERIMENTS
+    },
+    "expressivity": expressivity_section,
+}
 
 
-def write_report(results: Results, out: Path, quick: bool = False) -> Path:
-    """Write `out/reproduction.md` and `out/figures/*.png`; returns the markdown's path."""
+def split_sections(markdown: str) -> tuple[str, list[str]]:
+    """A report's text before its first `## ` section, and its sections in order."""
+    parts = markdown.split("\n## ")
+    return parts[0], ["## " + part.rstrip("\n") + "\n" for part in parts[1:]]
+
+
+def write_report(
+    results: Results, out: Path, quick: bool = False, only: list[str] | None = None
+) -> Path:
+    """Write `out/reproduction.md` and `out/figures/*.png`; returns the markdown's path.
+
+    Args:
+        results: the runs read by `collect`.
+        out: the folder of reproduction.md and figures/.
+        quick: mark the report as a quick check (and measure the expressivity section small).
+        only: names of SECTIONS to regenerate; the other sections of the existing
+            out/reproduction.md are kept as they are (None: every section).
+    """
+    path = out / "reproduction.md"
+    kept: list[str] = []
+    if only:
+        unknown = sorted(set(only) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"no report section {unknown}: choose from {', '.join(SECTIONS)}.")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: build the whole report once first.")
+        kept = split_sections(path.read_text())[1]
+        if len(kept) != len(SECTIONS):
+            raise ValueError(
+                f"{path} has {len(kept)} sections, the report {len(SECTIONS)}: it was built by "
+                f"another version; build the whole report (without --only)."
+            )
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     intro = [
@@ -448,8 +479,12 @@ def write_report(results: Results, out: Path, quick: bool = False) -> Path:
     if quick:
         intro += ["**Quick check: tiny runs (1 epoch, a few batches); the numbers mean nothing.**",
                   ""]  # fmt: skip
-    body = [section(results, figures) for section in SECTIONS]
-    path = out / "reproduction.md"
+    body = []
+    for index, (name, section) in enumerate(SECTIONS.items()):
+        if only and name not in only:
+            body.append(kept[index])
+        else:
+            body.append(section(results, figures, quick))
     path.write_text("\n".join(intro + body).rstrip() + "\n")
     return path
 
@@ -473,7 +508,13 @@ def run_quick(workdir: Path, progress: Callable[[str], None] | None = None) -> R
     return collect(workdir / "runs")
 
 
-def main(*, runs_dir: str = "runs/sweeps", out: str | None = None, quick: bool = False) -> None:
+def main(
+    *,
+    runs_dir: str = "runs/sweeps",
+    out: str | None = None,
+    quick: bool = False,
+    only: list[str] | None = None,
+) -> None:
     """Build docs/reproduction.md and its figures from the sweeps' runs.
 
     Args:
@@ -482,6 +523,8 @@ def main(*, runs_dir: str = "runs/sweeps", out: str | None = None, quick: bool =
             --quick: a new temporary folder).
         quick: tiny runs of every experiment and their report, in a temporary folder (a check
             that the pipeline runs).
+        only: regenerate only these sections (toy, mnist, cifar10, expressivity), keeping the
+            others of OUT/reproduction.md word for word.
     """
     start = time.perf_counter()
     if quick:
@@ -497,6 +540,9 @@ def main(*, runs_dir: str = "runs/sweeps", out: str | None = None, quick: bool =
             )
         return
     results = collect(runs_dir)
-    path = write_report(results, Path(out or ROOT / "docs"))
+    try:
+        path = write_report(results, Path(out or ROOT / "docs"), only=only)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"report: {error}")
     done = {name: grid for name, grid in results.grids.items()}
     print(f"Wrote {path} from {runs_dir}: finished / grid points {json.dumps(done)}")

@@ -8,6 +8,7 @@ from tensor_zoo.expressivity.bounds import (
     CPRankBound,
     cp_parameter_count,
     cp_rank_lower_bound,
+    relu_shallow_width_bound,
     theorem1_bound,
     theorem1_witness,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "matricization",
     "matricization_rank",
     "random_templates",
+    "relu_shallow_width_bound",
     "theorem1_bound",
     "theorem1_witness",
     "tt_ranks",

@@ -233,6 +233,38 @@ def _bound(
     return CPRankBound(bound, method, positions, rows, used, top, smallest)
 
 
+def relu_shallow_width_bound(bound: CPRankBound, num_templates: int) -> int:
+    """The width a generalized shallow network with xi = relu needs to reproduce a grid tensor.
+
+    Khrulkov, Hrinchuk and Oseledets (ICLR 2019): one unit of a ReLU shallow network (a
+    generalized CPNet, xi(a, b) = max(a, b, 0)) scores max(a_1, ..., a_d, 0), a_k depending on
+    patch k only. On a grid of M templates, its (rows | columns) matricization is the matrix
+    max(alpha_I, beta_J), alpha_I = max(0, the a_k of the row positions), beta_J likewise; alpha
+    takes at most M |rows| distinct values (a maximum of entries is one of the M |rows|
+    entries), and rows of the matrix with equal alpha are equal, so its rank is at most
+    M min(|rows|, |columns|) (positions held at an anchor only add a constant inside the max).
+    Ranks add up over units, hence width >= rank / (M min(|rows|, |columns|)): for the odd/even
+    matricization of the full grid, the paper's factor 2 / (M T).
+
+    Args:
+        bound: a grid-tensor bound of `cp_rank_lower_bound` (its `bound` is the numerical rank
+            of the `rows` matricization of the grid on `positions`).
+        num_templates: M, the templates each kept position runs over.
+
+    Returns:
+        The smallest width a ReLU shallow network with the same feature map can have, if it
+        reproduces the scores on the grid: ceil(rank / (M min(|rows|, |columns|))).
+    """
+    rows = len(bound.rows)
+    columns = len(bound.positions) - rows
+    if rows == 0 or columns == 0 or num_templates < 1:
+        raise ValueError(
+            f"The bound's matricization needs positions on both sides and num_templates >= 1, "
+            f"got {rows} row and {columns} column positions, num_templates = {num_templates}."
+        )
+    return -(-bound.bound // (num_templates * min(rows, columns)))
+
+
 def cp_parameter_count(net: nn.Module, width: int) -> int:
     """Trainable parameters of a CPNet of this width with the network's front end:
     d * m * width (factors) + C * width (weights) + the feature map's parameters."""

@@ -166,9 +166,11 @@ class ExperimentSummary(L.Callback):
       its own. W&B takes a group only in `wandb.init`, before Lightning starts the run: the
       recipes' CLI passes `wandb_init_args` to the logger; elsewhere give the WandbLogger
       `group=...` yourself (the tags are then added when fitting starts);
-    - the full training config: the model's hyper-parameters (logged by Lightning) plus
-      architecture, dataset, rank, parameter count, global seed, epochs, gradient clipping and
-      the data module's settings (batch size, split sizes, augmentation, toy-set settings);
+    - the full training config: the model's hyper-parameters (logged by Lightning: network,
+      lr, weight decay, schedule, warm-up, label smoothing) plus architecture, dataset, rank,
+      parameter count, global seed, epochs, gradient clipping, the optimizer (class, settings,
+      each parameter group's base learning rate) and the data module's settings (batch size,
+      split sizes, augmentation, toy-set settings);
     - summary metrics (`define_metric`): `val/acc` as its max, `train/acc` as max and last,
       `test/acc` and `test/loss` as last;
     - at the end of testing, one point per run on the x-axes `rank` and `num_params`
@@ -238,6 +240,7 @@ class ExperimentSummary(L.Callback):
                 "torch": torch.__version__,
             },
             "data": data,
+            "optimizer": _optimizer_settings(trainer),
             "model": dict(pl_module.hparams),
         }
 
@@ -322,6 +325,22 @@ class ExperimentSummary(L.Callback):
         path = Path(trainer.default_root_dir) / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def _optimizer_settings(trainer: L.Trainer) -> dict[str, Any] | None:
+    """The first optimizer's class, settings and each parameter group's base learning rate
+    (None before the optimizers exist, e.g. in a test-only run)."""
+    if not trainer.optimizers:
+        return None
+    optimizer = trainer.optimizers[0]
+    plain = (bool, int, float, str, tuple, type(None))
+    settings = {
+        key: value
+        for key, value in optimizer.defaults.items()
+        if key != "lr" and isinstance(value, plain)  # lr: per group, below
+    }
+    group_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+    return {"name": type(optimizer).__name__, **settings, "group_lrs": group_lrs}
 
 
 def _float(value: Any) -> float | None:
