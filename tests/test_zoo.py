@@ -1,6 +1,7 @@
 """The zoo without the Hub: names, export from a real training checkpoint, strict loading."""
 
 import json
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -23,6 +24,7 @@ from tensor_zoo.zoo import (
     UnknownModelError,
 )
 from tensor_zoo.zoo.evaluate import data_module_for, evaluate
+from tensor_zoo.zoo.export import export_checkpoint
 from tensor_zoo.zoo.hub import sha256_file
 from tensor_zoo.zoo.registry import DATASETS, read_index
 
@@ -95,6 +97,25 @@ def test_export_measures_and_records_everything(exported):
         assert sha256_file(folder / filename) == recorded["sha256"]
         assert (folder / filename).stat().st_size == recorded["size"]
     assert entry["hub"] == {"repo_id": None, "revision": None}
+
+
+def test_export_flags_override_what_a_resumed_run_folder_records(exported, tmp_path):
+    """A run resumed into another folder records only its own epochs: the flags win."""
+    run = tmp_path / "resumed"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(exported["root"] / "run" / "checkpoints" / "best.ckpt", run / "checkpoints")
+    (run / "metrics.csv").write_text("epoch,train/epoch_seconds\n10,30.0\n11,31.0\n")
+    (run / "config.yaml").write_text("trainer:\n  max_epochs: 12\n")
+    common = dict(command="python recipes/mnist.py", out=tmp_path / "out",
+                  data_root=str(exported["root"] / "data"), index=tmp_path / "index.json",
+                  progress=False)  # fmt: skip
+    recorded = export_checkpoint(run / "checkpoints" / "best.ckpt", "tt-mnist-r2", **common)
+    training = json.loads((recorded / "config.json").read_text())["training"]
+    assert (training["epochs"], training["wall_time_s"]) == (12, 61.0)
+    given = export_checkpoint(run / "checkpoints" / "best.ckpt", "tt-mnist-r2", epochs=20,
+                              wall_time_s=1421.0, force=True, **common)  # fmt: skip
+    training = json.loads((given / "config.json").read_text())["training"]
+    assert (training["epochs"], training["wall_time_s"]) == (20, 1421.0)
 
 
 def test_model_card_has_hub_front_matter_and_the_facts(exported):

@@ -130,8 +130,10 @@ def export_checkpoint(
         data_note: a sentence on that copy, for the card.
         training_note: sentences about the run, for the card.
         index: the index file to update (default: the one in use).
-        epochs: the epochs trained, when the run folder does not record them.
-        wall_time_s: the training seconds, when the run folder does not record them.
+        epochs: the epochs trained (default: what the run folder records); give it for a
+            run resumed into another folder.
+        wall_time_s: the training seconds (default: the sum of the run folder's logged epoch
+            times); give it for a run resumed into another folder.
         force: replace an existing folder and index entry.
         progress: show a progress bar while measuring.
 
@@ -217,10 +219,12 @@ def export_checkpoint(
         },
         "training": {
             "command": command,
-            "epochs": details.get("epochs", epochs),
-            "checkpoint_epoch": _epochs_done(checkpoint, details.get("epochs", epochs)),
+            "epochs": epochs if epochs is not None else details.get("epochs"),
+            "checkpoint_epoch": _epochs_done(
+                checkpoint, epochs if epochs is not None else details.get("epochs")
+            ),
             "global_step": int(checkpoint["global_step"]),
-            "wall_time_s": details.get("wall_time_s", wall_time_s),
+            "wall_time_s": wall_time_s if wall_time_s is not None else details.get("wall_time_s"),
             "epoch_seconds": details.get("epoch_seconds"),
             "hardware": hardware_description(),
             "hyper_parameters": hyper,
