@@ -57,7 +57,8 @@ def hardware_description() -> str:
                 break
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    text = f"{cpu}, {os.cpu_count()} cores, torch {threads} thread{'s' if threads > 1 else ''}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
     return text
