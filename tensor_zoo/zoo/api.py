@@ -21,7 +21,7 @@ from tensor_zoo.zoo.format import (
 )
 from tensor_zoo.zoo.hub import fetch_file, hub_location
 from tensor_zoo.zoo.registry import (
-    DATASETS,
+    ZOO_DATASETS,
     ModelName,
     UnknownModelError,
     default_network_config,
@@ -173,7 +173,7 @@ def model_info(name: str | None = None, path: str | os.PathLike | None = None) -
     entry = published_entry(name)
     if entry is None:
         parsed = ModelName.parse(name)
-        spec = DATASETS[parsed.dataset]
+        spec = ZOO_DATASETS[parsed.dataset]
         architecture = default_network_config(name)
         return {
             "name": name,
@@ -183,7 +183,7 @@ def model_info(name: str | None = None, path: str | os.PathLike | None = None) -
             "dataset_key": spec.key,
             "classes": list(spec.classes),
             "input": {
-                "shape": [spec.in_channels, spec.image_size, spec.image_size],
+                "shape": list(spec.image_shape),
                 "value_range": [0.0, 1.0],
                 "mean": list(spec.mean),
                 "std": list(spec.std),
