@@ -24,7 +24,7 @@ from tensor_zoo.zoo import (
 )
 from tensor_zoo.zoo.evaluate import evaluate
 from tensor_zoo.zoo.hub import sha256_file
-from tensor_zoo.zoo.registry import read_index
+from tensor_zoo.zoo.registry import LISTED_RANKS, read_index
 
 NAME = "tt-mnist-r2"  # the checkpoint of the `exported` fixture (conftest)
 
@@ -57,6 +57,41 @@ def test_create_model_builds_the_recipe_architecture_with_overrides():
     args = network.config["init_args"]
     assert type(network).__name__ == "HTNet" and args["rank"] == 8 and args["dropout"] == 0.0
     assert network(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_create_model_pretrained_is_load_and_names_what_exists_when_nothing_is(zoo_env):
+    """timm's `create_model(name, pretrained=True)`: the published weights, or a clear no."""
+    images = torch.rand(2, 1, 28, 28)
+    pretrained = tensor_zoo.create_model(NAME, pretrained=True)
+    assert not pretrained.training
+    with torch.no_grad():
+        torch.testing.assert_close(pretrained(images), zoo_env["network"](images))
+    fresh = tensor_zoo.create_model(NAME)  # pretrained=False: today's fresh weights
+    assert fresh.training and fresh.config == pretrained.config
+    assert not torch.equal(fresh.cores[0], pretrained.cores[0])
+    for name, listing in (
+        ("tt-mnist-r7", "the published tt-mnist checkpoints are tt-mnist-r2."),
+        ("cp-mnist-r3", "the published mnist checkpoints are tt-mnist-r2."),
+        ("ht-cifar10-r8", "the published checkpoints are tt-mnist-r2."),
+    ):
+        with pytest.raises(UnknownModelError) as error:
+            tensor_zoo.create_model(name, pretrained=True)
+        assert str(error.value) == (
+            f"{name!r} has no published weights; {listing} create_model({name!r}) builds it "
+            f"with fresh weights (pretrained=False)."
+        )
+    with pytest.raises(ValueError, match="cannot be applied to pretrained weights"):
+        tensor_zoo.create_model(NAME, pretrained=True, dropout=0.5)
+
+
+def test_list_models_takes_one_pattern_or_several_like_timms_filter(zoo_env):
+    assert tensor_zoo.list_models() == tensor_zoo.list_models(pretrained=True) == [NAME]
+    assert tensor_zoo.list_models(["cp-*", "TT-MNIST-R2"]) == [NAME]
+    several = tensor_zoo.list_models(["cp-mnist-*", "ht-digits-*"], pretrained=False)
+    kinds = ("cp-mnist", "ht-digits")
+    assert several == [f"{kind}-r{rank}" for kind in kinds for rank in sorted(LISTED_RANKS)]
+    assert NAME in tensor_zoo.list_models("tt-mnist-*", pretrained=False)
+    assert tensor_zoo.list_models([]) == []
 
 
 def test_export_measures_and_records_everything(exported):

@@ -129,9 +129,20 @@ def load(
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> TensorNetwork:
-    """The network a name stands for; fresh weights unless `pretrained` (then as `load`).
+    """The network a name stands for, as `timm.create_model(name, pretrained=...)`.
 
-    Keyword arguments override constructor arguments of fresh networks (e.g. dropout=0.2).
+        net = tensor_zoo.create_model("tt-mnist-r16", pretrained=True)  # published weights
+        fresh = tensor_zoo.create_model("ht-cifar10-r64", dropout=0.2)  # any rank, new weights
+
+    Args:
+        name: `{arch}-{dataset}-r{rank}` (`tensor_zoo.list_models(pretrained=False)`).
+        pretrained: True: the published weights, verified and in eval mode, exactly as
+            `load(name)`; a name without published weights raises UnknownModelError naming
+            the published checkpoints closest to it. False (default): fresh weights, in train
+            mode, with the published checkpoint's configuration when there is one, else the
+            dataset's recipe defaults (`tensor_zoo.datasets`) at that rank.
+        **kwargs: constructor arguments that override the name's (e.g. `dropout=0.2`); fresh
+            networks only (pretrained weights fix the shapes).
     """
     if pretrained:
         if kwargs:

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -151,19 +152,39 @@ def architecture_names() -> list[str]:
     ]
 
 
-def list_models(pattern: str | None = None, pretrained: bool = True) -> list[str]:
-    """Sorted model names matching a shell-style `pattern` ("tt-*", "*-cifar10-*").
+def list_models(pattern: str | Sequence[str] | None = None, pretrained: bool = True) -> list[str]:
+    """Model names matching a shell-style pattern, sorted by name and then by rank.
 
-    pretrained=True (default): only names with published weights; False: also the
-    architectures `create_model` builds with fresh weights.
+    Like `timm.list_models(filter, pretrained=...)`, with one difference in the default.
+    In timm, `pretrained=False` (its default) lists every architecture and `pretrained=True`
+    only those with weights. Here names carry a free rank (`{arch}-{dataset}-r{rank}`), so
+    the architectures are open-ended: `pretrained=True`, the default, lists the published
+    checkpoints (what `tensor-zoo list` shows), and `pretrained=False` adds every
+    architecture at the ranks of `LISTED_RANKS` (any other rank is valid too, for
+    `create_model`).
+
+    Args:
+        pattern: a shell-style pattern ("tt-*", "*-cifar10-*"), or several (names matching
+            any of them, as timm's `filter` takes a list); None: every name. Case does not
+            matter ("TT-*" finds "tt-mnist-r16").
+        pretrained: True: only names with published weights (`load`,
+            `create_model(name, pretrained=True)`); False: also the architectures that
+            `create_model(name)` builds with fresh weights.
+
+    Returns:
+        The matching names, "tt-mnist-r8" before "tt-mnist-r16".
     """
     names = set(read_index()["models"])
     if not pretrained:
         names |= set(architecture_names())
-    matches = [  # names are lowercase: "TT-*" finds them too, on every platform
-        name for name in names if pattern is None or fnmatch.fnmatchcase(name, pattern.lower())
-    ]
-    return sorted(matches, key=_natural_key)
+    if pattern is not None:
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        names = {  # names are lowercase: "TT-*" finds them too, on every platform
+            name
+            for name in names
+            if any(fnmatch.fnmatchcase(name, each.lower()) for each in patterns)
+        }
+    return sorted(names, key=_natural_key)
 
 
 def _natural_key(name: str) -> tuple[str, int]:
@@ -181,6 +202,31 @@ def unknown_name_message(name: str) -> str:
         f"Unknown model {name!r}.{hint} Names are {{arch}}-{{dataset}}-r{{rank}} with arch in "
         f"{sorted(ARCHITECTURES)} and dataset in {sorted(ZOO_DATASETS)}; "
         f"`tensor_zoo.list_models()` lists the published checkpoints."
+    )
+
+
+def no_weights_message(name: str) -> str:
+    """Say that a valid name has no published weights, and which published names are closest:
+    the same architecture on the same dataset, else the same dataset, else all of them.
+    (A name that is not even valid raises UnknownModelError with the closest names.)"""
+    parsed = ModelName.parse(name)
+    published = {known: NAME_PATTERN.match(known) for known in list_models()}
+    same_data = [
+        k for k, match in published.items() if match and match["dataset"] == parsed.dataset
+    ]
+    same_kind = [k for k in same_data if published[k]["arch"] == parsed.arch]
+    if same_kind:
+        listing = f"the published {parsed.arch}-{parsed.dataset} checkpoints are "
+        listing += ", ".join(same_kind)
+    elif same_data:
+        listing = f"the published {parsed.dataset} checkpoints are {', '.join(same_data)}"
+    elif published:
+        listing = f"the published checkpoints are {', '.join(published)}"
+    else:
+        listing = "no checkpoint is published yet"
+    return (
+        f"{name!r} has no published weights; {listing}. create_model({name!r}) builds it "
+        f"with fresh weights (pretrained=False)."
     )
 
 
