@@ -40,6 +40,7 @@ class DatasetSpec:
             from it); None: no official split (the data module's settings decide).
         test_size: images in the official test split; None: likewise.
         test_split: what the test split is, in words (for model cards).
+        pixels: what the images look like (polarity, range), in words (for the docs).
         hub_id: the dataset's id on the Hugging Face Hub, for model cards; None: none.
         recipe_args: the recipe's default network arguments besides the input facts and the
             rank (patch size, feature size, dropout, patch order).
@@ -57,6 +58,7 @@ class DatasetSpec:
     train_size: int | None
     test_size: int | None
     test_split: str
+    pixels: str
     hub_id: str | None
     recipe_args: dict[str, Any] = field(default_factory=dict)
     zoo: bool = True
@@ -107,6 +109,7 @@ DATASETS: dict[str, DatasetSpec] = {
             train_size=60_000,
             test_size=10_000,
             test_split="the official test split",
+            pixels="a white (1.0) digit on a black (0.0) background",
             hub_id="mnist",
             recipe_args={"patch_size": 7, "feature_dim": 32, "dropout": 0.1},
         ),
@@ -133,6 +136,7 @@ DATASETS: dict[str, DatasetSpec] = {
             train_size=60_000,
             test_size=10_000,
             test_split="the official test split",
+            pixels="a light garment on a black (0.0) background",
             hub_id="fashion_mnist",
             recipe_args={"patch_size": 7, "feature_dim": 32, "dropout": 0.1},
         ),
@@ -159,6 +163,7 @@ DATASETS: dict[str, DatasetSpec] = {
             train_size=50_000,
             test_size=10_000,
             test_split="the official test split",
+            pixels="colour photographs",
             hub_id="cifar10",
             recipe_args={"patch_size": 4, "feature_dim": 32, "dropout": 0.1, "ordering": "zorder"},
         ),
@@ -177,6 +182,7 @@ DATASETS: dict[str, DatasetSpec] = {
             train_size=None,
             test_size=None,
             test_split="a fixed held-out test split (DigitsDataModule, seed 0)",
+            pixels="a white digit on black: `load_digits` values 0..16, divided by 16",
             hub_id="digits",
             recipe_args={"patch_size": 2, "feature_dim": 8, "dropout": 0.2, "ordering": "snake"},
         ),
@@ -193,6 +199,7 @@ DATASETS: dict[str, DatasetSpec] = {
             train_size=None,
             test_size=None,
             test_split="a fresh draw of half the training size (ToyDataModule)",
+            pixels="two coordinates (x, y), fed as they are",
             hub_id=None,
             recipe_args={"patch_size": 1, "feature_dim": 8, "dropout": 0.0},
             zoo=False,

@@ -1,6 +1,7 @@
 """One table of dataset facts (`tensor_zoo.datasets`): every consumer reads it, none copies it."""
 
 import dataclasses
+import importlib.util
 import logging
 import subprocess
 import sys
@@ -141,3 +142,16 @@ def test_the_official_sizes_pass_without_a_word(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tensor_zoo.data.base"):
         data.setup()
     assert len(data.test_set) == 10 and "official" not in caplog.text
+
+
+def test_the_docs_table_of_input_formats_is_generated_from_the_table():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert hooks.DATASETS_MARKER in (ROOT / "docs" / "getting-started.md").read_text()
+    rows = hooks.datasets_table().splitlines()[2:]
+    assert len(rows) == len(ZOO_DATASETS)
+    for row, spec in zip(rows, ZOO_DATASETS.values(), strict=True):
+        _, height, width = spec.image_shape
+        assert row.startswith(f"| {spec.title} | {spec.in_channels} (")
+        assert row.endswith(f"| {height} × {width} | {spec.pixels} |")
