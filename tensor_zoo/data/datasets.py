@@ -61,7 +61,7 @@ def locate_dataset(
 
 
 class _IDXDataModule(InMemoryImageDataModule):
-    """MNIST-format data: four IDX files of 28 x 28 images (60,000 train / 10,000 test).
+    """MNIST-format data: four IDX files of grey images, a training and a test split.
 
     `augment` (off by default) shifts training images by up to 2 pixels (no flips: digits and
     clothes have a handedness).
@@ -95,7 +95,7 @@ class _IDXDataModule(InMemoryImageDataModule):
             lambda places: find_idx_folder(places, self.subfolders),
             self._torchvision_fetch if self.download else None, accepted,
         )  # fmt: skip
-        return read_idx_dataset(folder)
+        return read_idx_dataset(folder, self.spec.image_shape[1:], self.spec.num_classes)
 
 
 class MNISTDataModule(_IDXDataModule):
@@ -124,7 +124,7 @@ class FashionMNISTDataModule(_IDXDataModule):
 
 
 class CIFAR10DataModule(InMemoryImageDataModule):
-    """CIFAR-10 (Krizhevsky, 2009): 3 x 32 x 32 images (50,000 train / 10,000 test).
+    """CIFAR-10 (Krizhevsky, 2009): colour images, a training and a test split.
 
     Training batches are augmented as tensors when `augment` is on: a random crop of the
     image padded by 4 pixels (reflection) and a random horizontal flip. Evaluation batches
