@@ -16,7 +16,9 @@ layer of the package may read it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -60,8 +62,12 @@ class DatasetSpec:
     test_split: str
     pixels: str
     hub_id: str | None
-    recipe_args: dict[str, Any] = field(default_factory=dict)
+    recipe_args: Mapping[str, Any] = field(default_factory=dict)
     zoo: bool = True
+
+    def __post_init__(self) -> None:
+        """Read-only recipe arguments: no consumer can change the table for the others."""
+        object.__setattr__(self, "recipe_args", MappingProxyType(dict(self.recipe_args)))
 
     @property
     def num_classes(self) -> int:

@@ -76,6 +76,17 @@ def test_ht_names_keep_the_quad_tree_whatever_order_the_dataset_gives_the_others
     assert tensor_zoo.create_model("ht-digits-r4").patches.ordering == "zorder"
 
 
+def test_no_consumer_can_change_the_table_for_the_others():
+    spec = DATASETS["cifar10"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.mean = (0.5, 0.5, 0.5)
+    with pytest.raises(TypeError):
+        spec.recipe_args["patch_size"] = 8
+    defaults = spec.network_defaults()
+    defaults["patch_size"] = 8  # a copy
+    assert spec.network_defaults()["patch_size"] == spec.recipe_args["patch_size"] == 4
+
+
 def test_the_toy_sets_have_facts_but_no_model_names():
     assert "toy" in DATASETS and "toy" not in ZOO_DATASETS
     with pytest.raises(tensor_zoo.zoo.UnknownModelError, match="dataset in"):
