@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import logging
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,10 @@ import tensor_zoo
 from tensor_zoo.bench import CONFIGS
 from tensor_zoo.data import DATA_MODULES, MNISTDataModule
 from tensor_zoo.datasets import DATASETS
+from tensor_zoo.networks import build_network
 from tensor_zoo.zoo import transforms
 from tensor_zoo.zoo.evaluate import data_module_for
-from tensor_zoo.zoo.registry import ZOO_DATASETS, architecture_config
+from tensor_zoo.zoo.registry import PACKAGED_INDEX, ZOO_DATASETS, architecture_config, read_index
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"mnist": "mnist", "fashion_mnist": "fashion-mnist", "cifar10": "cifar10", "toy": "toy"}
@@ -166,3 +168,43 @@ def test_the_docs_table_of_input_formats_is_generated_from_the_table():
         _, height, width = spec.image_shape
         assert row.startswith(f"| {spec.title} | {spec.in_channels} (")
         assert row.endswith(f"| {height} × {width} | {spec.pixels} |")
+
+
+PUBLISHED = read_index(PACKAGED_INDEX)["models"]
+RECIPE_COMMANDS = {
+    name: shlex.split(entry["config"]["training"]["command"])
+    for name, entry in PUBLISHED.items()
+    if "recipes/" in entry["config"]["training"]["command"]
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_COMMANDS))
+def test_the_commands_on_the_cards_still_build_the_published_networks(
+    name, tmp_path, monkeypatch, capsys
+):
+    """The command a card gives, run through today's recipe (`--print_config` added): the
+    network it builds is the published one, argument for argument (arguments added to the
+    constructors since then at their defaults)."""
+    from tensor_zoo.lightning.cli import run_recipe
+
+    words = RECIPE_COMMANDS[name]
+    script = next(index for index, word in enumerate(words) if word.endswith(".py"))
+    recipe = Path(words[script]).stem
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", words[script : script + 1])
+    config = ROOT / "recipes" / "configs" / f"{recipe}.yaml"
+    with pytest.raises(SystemExit) as info:
+        run_recipe(DATA_MODULES[RECIPES[recipe]], config, [*words[script + 1 :], "--print_config"])
+    assert info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["model"]["network"]
+    published = build_network(PUBLISHED[name]["config"]["architecture"])  # new arguments filled
+    assert build_network(printed).config == published.config
+
+
+def test_the_demo_on_the_digits_card_still_builds_the_published_network():
+    """`tensor-zoo demo` (the command on tt-digits-r16's card) builds its network from the table."""
+    from tensor_zoo.demo import PUBLISHED as DEMO_NAME
+
+    assert PUBLISHED[DEMO_NAME]["config"]["training"]["command"].startswith("tensor-zoo demo")
+    published = build_network(PUBLISHED[DEMO_NAME]["config"]["architecture"])
+    assert build_network(architecture_config("tt", "digits", 16)).config == published.config
