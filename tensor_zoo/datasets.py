@@ -6,7 +6,8 @@ Everything else reads them from here: the data modules (`tensor_zoo.data`: `data
 and model cards (`tensor_zoo.zoo.export`), the recipes (`tensor_zoo.lightning.cli` fills the
 network's input arguments from this table, so `recipes/configs/*.yaml` do not repeat them), the
 demo and the benchmark. This module imports nothing but the standard library, so that every
-layer of the package may read it.
+layer of the package may read it; that is why it sits here and not in `tensor_zoo/data/`
+(importing `tensor_zoo.data` imports Lightning, which the zoo and the networks must not).
 
     from tensor_zoo.datasets import DATASETS
     cifar = DATASETS["cifar10"]
