@@ -1,9 +1,10 @@
-"""MkDocs hook: the zoo page's table of checkpoints, generated from the index and the cards.
+"""MkDocs hook: tables generated at build time, never copied by hand.
 
 `docs/zoo.md` holds the marker line `<!-- zoo-table -->`; at build time it becomes a table with
 one row per entry of `tensor_zoo/zoo/index.json`, the accuracy each model card claims (its
-`model-index`), and the notes recorded with the training runs. Nothing is copied by hand, and a
-card that disagrees with the index stops the build.
+`model-index`), and the notes recorded with the training runs. A card that disagrees with the
+index stops the build. `docs/getting-started.md` holds `<!-- datasets-table -->`, which becomes
+the input format of each zoo dataset, from the dataset table (`tensor_zoo/datasets.py`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 
 import yaml
 
+from tensor_zoo.datasets import DATASETS
+
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = ROOT / "tensor_zoo" / "zoo" / "index.json"
 CHECKPOINTS = ROOT / "checkpoints"
 MARKER = "<!-- zoo-table -->"
+DATASETS_MARKER = "<!-- datasets-table -->"
 
 
 def card_accuracy(name: str) -> float:
@@ -66,8 +70,27 @@ def zoo_table(index: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def datasets_table() -> str:
+    """Markdown: the input format of each dataset that model names name."""
+    rows = [
+        "| dataset | channels | size (H × W) | what the pixels look like |",
+        "| --- | --- | --- | --- |",
+    ]
+    names = {1: "1 (grey)", 3: "3 (R, G, B, in that order)"}
+    for spec in DATASETS.values():
+        if spec.zoo:
+            channels = names.get(spec.in_channels, str(spec.in_channels))
+            _, height, width = spec.image_shape
+            rows.append(f"| {spec.title} | {channels} | {height} × {width} | {spec.pixels} |")
+    return "\n".join(rows) + "\n"
+
+
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
-    """Replace the zoo page's marker with the generated table."""
+    """Replace the zoo page's and the getting-started page's markers with generated tables."""
+    if page.file.src_uri == "getting-started.md":
+        if DATASETS_MARKER not in markdown:
+            raise ValueError(f"docs/getting-started.md lost its {DATASETS_MARKER} line.")
+        return markdown.replace(DATASETS_MARKER, datasets_table())
     if page.file.src_uri != "zoo.md":
         return markdown
     if MARKER not in markdown:

@@ -31,13 +31,22 @@ import torch
 from torch import Tensor
 
 from tensor_zoo.cli import PositiveInt, one_of
+from tensor_zoo.datasets import DATASETS
 from tensor_zoo.networks import CPNet, HTNet, TensorNetwork, TTNet
 
+
+def dataset_shape(dataset: str, patch_size: int | None = None) -> dict[str, Any]:
+    """A dataset's input shape and its recipe's patch size (or `patch_size`), as bench sizes."""
+    spec = DATASETS[dataset]
+    patch = spec.recipe_args["patch_size"] if patch_size is None else patch_size
+    return {"in_channels": spec.in_channels, "image_size": spec.image_size, "patch_size": patch}
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
-    "cifar10": {"in_channels": 3, "image_size": 32, "patch_size": 4},
-    "mnist": {"in_channels": 1, "image_size": 28, "patch_size": 7},
+    "cifar10": dataset_shape("cifar10"),
+    "mnist": dataset_shape("mnist"),
     # long sequences: one site per pixel (d = 784, 1024, 4096)
-    "pixels784": {"in_channels": 1, "image_size": 28, "patch_size": 1},
+    "pixels784": dataset_shape("mnist", patch_size=1),
     "pixels1024": {"in_channels": 1, "image_size": 32, "patch_size": 1},
     "pixels4096": {"in_channels": 1, "image_size": 64, "patch_size": 1},
 }

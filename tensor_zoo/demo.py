@@ -14,7 +14,8 @@ import time
 import torch
 
 from tensor_zoo.cli import PositiveInt
-from tensor_zoo.networks import TTNet
+from tensor_zoo.networks import build_network
+from tensor_zoo.zoo.registry import architecture_config
 
 PUBLISHED = "tt-digits-r16"
 
@@ -26,7 +27,8 @@ def run_demo(
     accelerator: str = "cpu",
     checkpoint: str | None = None,
 ) -> dict[str, float]:
-    """Train TTNet on digits (2 x 2 patches: d = 16, m = 8, per-patch dropout) -> test metrics.
+    """Train TTNet on digits -> test metrics. The network is `tt-digits-r{rank}` of the dataset
+    table (`tensor_zoo.datasets`): 2 x 2 patches (d = 16), m = 8, snake order, per-patch dropout.
 
     `checkpoint`: also save the trained model there (a Lightning .ckpt, for `tensor-zoo export`).
     """
@@ -37,10 +39,7 @@ def run_demo(
 
     L.seed_everything(seed, verbose=False)
     data = DigitsDataModule(batch_size=32, seed=seed)
-    network = TTNet(
-        in_channels=1, image_size=8, patch_size=2, feature_dim=8, rank=rank, num_classes=10,
-        ordering="snake", dropout=0.2, input_mean=data.mean, input_std=data.std,
-    )  # fmt: skip
+    network = build_network(architecture_config("tt", "digits", rank))
     model = TensorNetClassifier(network, lr=5e-3, scheduler="cosine", warmup_fraction=0.05)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=accelerator, devices=1, logger=False,

@@ -20,6 +20,7 @@ TOP_FLOORS = (
     "module",
     [
         "tensor_zoo",
+        "tensor_zoo.datasets",
         "tensor_zoo.networks",
         "tensor_zoo.layers",
         "tensor_zoo.functional",

@@ -22,6 +22,21 @@ def test_transforms_of_a_name_and_of_a_network_agree():
         transforms(3)
 
 
+def test_a_uint8_batch_tensor_becomes_the_models_input_batch():
+    """The model's own input, straight from uint8: (B, C, H, W) -> float (B, C, H, W)."""
+    model = tensor_zoo.load("tt-digits-r16")
+    raw = torch.randint(0, 256, (5, 1, 12, 12), dtype=torch.uint8)
+    batch = transforms(model)(raw)
+    assert batch.shape == (5, 1, 8, 8) and batch.dtype == torch.float32
+    singles = torch.stack([transforms(model)(image) for image in raw])
+    torch.testing.assert_close(batch, singles)
+    same_size = transforms(model)(raw[:, :, :8, :8])
+    torch.testing.assert_close(same_size, raw[:, :, :8, :8].float() / 255)
+    assert model(batch).shape == (5, 10)
+    with pytest.raises(ValueError, match="holds no image"):
+        transforms(model)(raw[:0])
+
+
 def test_sixteen_bit_grayscale_reads_as_the_same_image_as_eight_bit(tmp_path):
     eight = (np.arange(28 * 28).reshape(28, 28) % 256).astype(np.uint8)
     sixteen = eight.astype(np.uint16) * 257  # the same intensities on 0..65535

@@ -23,12 +23,11 @@ from tensor_zoo.zoo import (
     IndexFileError,
     UnknownModelError,
 )
-from tensor_zoo.zoo.evaluate import data_module_for, evaluate
+from tensor_zoo.zoo.evaluate import evaluate
 from tensor_zoo.zoo.export import export_checkpoint
 from tensor_zoo.zoo.hub import sha256_file
-from tensor_zoo.zoo.registry import DATASETS, read_index
+from tensor_zoo.zoo.registry import LISTED_RANKS, read_index
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 NAME = "tt-mnist-r2"  # the checkpoint of the `exported` fixture (conftest)
 
 
@@ -62,23 +61,39 @@ def test_create_model_builds_the_recipe_architecture_with_overrides():
     assert network(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10"])
-def test_registry_defaults_agree_with_the_recipe_configs(dataset):
-    config = yaml.safe_load((RECIPES / "configs" / f"{dataset}.yaml").read_text())
-    recipe_args = config["model"]["network"]["init_args"]
-    network = tensor_zoo.create_model(f"tt-{dataset.replace('_', '-')}-r16")
-    for key, value in recipe_args.items():
-        expected = network.config["init_args"][key]
-        assert value == pytest.approx(expected) if isinstance(value, list) else value == expected
+def test_create_model_pretrained_is_load_and_names_what_exists_when_nothing_is(zoo_env):
+    """timm's `create_model(name, pretrained=True)`: the published weights, or a clear no."""
+    images = torch.rand(2, 1, 28, 28)
+    pretrained = tensor_zoo.create_model(NAME, pretrained=True)
+    assert not pretrained.training
+    with torch.no_grad():
+        torch.testing.assert_close(pretrained(images), zoo_env["network"](images))
+    fresh = tensor_zoo.create_model(NAME)  # pretrained=False: today's fresh weights
+    assert fresh.training and fresh.config == pretrained.config
+    assert not torch.equal(fresh.cores[0], pretrained.cores[0])
+    for name, listing in (
+        ("tt-mnist-r7", "the published tt-mnist checkpoints are tt-mnist-r2."),
+        ("cp-mnist-r3", "the published mnist checkpoints are tt-mnist-r2."),
+        ("ht-cifar10-r8", "the published checkpoints are tt-mnist-r2."),
+    ):
+        with pytest.raises(UnknownModelError) as error:
+            tensor_zoo.create_model(name, pretrained=True)
+        assert str(error.value) == (
+            f"{name!r} has no published weights; {listing} create_model({name!r}) builds it "
+            f"with fresh weights (pretrained=False)."
+        )
+    with pytest.raises(ValueError, match="cannot be applied to pretrained weights"):
+        tensor_zoo.create_model(NAME, pretrained=True, dropout=0.5)
 
 
-@pytest.mark.parametrize("dataset", sorted(DATASETS))
-def test_registry_datasets_agree_with_the_data_modules(dataset):
-    """The registry repeats each data module's facts (the zoo may not import Lightning)."""
-    spec = DATASETS[dataset]
-    data = data_module_for(dataset)
-    assert spec.classes == data.classes and spec.mean == data.mean and spec.std == data.std
-    assert (spec.in_channels, spec.image_size, spec.image_size) == data.image_shape
+def test_list_models_takes_one_pattern_or_several_like_timms_filter(zoo_env):
+    assert tensor_zoo.list_models() == tensor_zoo.list_models(pretrained=True) == [NAME]
+    assert tensor_zoo.list_models(["cp-*", "TT-MNIST-R2"]) == [NAME]
+    several = tensor_zoo.list_models(["cp-mnist-*", "ht-digits-*"], pretrained=False)
+    kinds = ("cp-mnist", "ht-digits")
+    assert several == [f"{kind}-r{rank}" for kind in kinds for rank in sorted(LISTED_RANKS)]
+    assert NAME in tensor_zoo.list_models("tt-mnist-*", pretrained=False)
+    assert tensor_zoo.list_models([]) == []
 
 
 def test_export_measures_and_records_everything(exported):
@@ -88,8 +103,9 @@ def test_export_measures_and_records_everything(exported):
     assert config["metrics"]["test/acc"] == pytest.approx(measured["test/acc"], abs=1e-6)
     assert config["metrics"]["images"] == 30
     assert config["architecture"] == json.loads(json.dumps(network.config))
-    assert config["classes"] == list(DATASETS["mnist"].classes)
+    assert config["classes"] == [str(digit) for digit in range(10)]
     assert config["input"]["shape"] == [1, 28, 28] and config["input"]["mean"] == [0.1307]
+    assert config["dataset"]["hub_id"] == "mnist" and config["dataset"]["title"] == "MNIST"
     assert config["num_params"] == network.num_params
     assert config["training"]["command"].startswith("python recipes/mnist.py")
     entry = read_index(exported["index"])["models"][NAME]

@@ -1,4 +1,8 @@
-"""Data modules: whole datasets in memory as uint8 tensors."""
+"""Data modules: whole datasets in memory as uint8 tensors.
+
+Each reads one dataset of `tensor_zoo.datasets.DATASETS` (its `spec`); `DATA_MODULES` maps
+the table's keys to them.
+"""
 
 from tensor_zoo.data.base import (
     InMemoryImageDataModule,
@@ -16,7 +20,19 @@ from tensor_zoo.data.datasets import (
 from tensor_zoo.data.digits import DigitsDataModule
 from tensor_zoo.data.files import DatasetCorruptError, DatasetNotFoundError
 
+DATA_MODULES: dict[str, type[InMemoryImageDataModule]] = {
+    module.spec.key: module
+    for module in (
+        MNISTDataModule,
+        FashionMNISTDataModule,
+        CIFAR10DataModule,
+        DigitsDataModule,
+        ToyDataModule,
+    )
+}
+
 __all__ = [
+    "DATA_MODULES",
     "CIFAR10DataModule",
     "DatasetCorruptError",
     "DatasetNotFoundError",

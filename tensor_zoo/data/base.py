@@ -4,18 +4,24 @@ The datasets of this zoo are small (at most 60,000 images of 3 x 32 x 32), so de
 image per item is pure overhead: a data module keeps (N, C, H, W) integer tensors and yields
 float batches in [0, 1]. Normalisation itself belongs to the network (its `input_mean` /
 `input_std` buffers), so that it travels with the weights; the data module only reports the
-statistics (`mean`, `std`) to build the network with.
+statistics (`mean`, `std`) to build the network with. Those and every other fact of a dataset
+(shape, classes, split sizes) come from its entry in `tensor_zoo.datasets.DATASETS` (`spec`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import logging
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from tensor_zoo.datasets import DatasetSpec
+
+log = logging.getLogger(__name__)
 
 
 class ScaledTensorDataset(Dataset):
@@ -157,7 +163,9 @@ def split_indices(count: int, holdout: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 class InMemoryImageDataModule(L.LightningDataModule):
-    """Base class: subclasses implement `load()` -> (train images, train labels, test ...).
+    """Base class: subclasses set `spec` (their dataset's `tensor_zoo.datasets.DatasetSpec`,
+    which `name`, `classes`, `mean`, ... report) and implement `load()` -> (train images,
+    train labels, test images, test labels).
 
     A validation split of `val_size` images is carved from the training set with `seed`;
     the test split is the dataset's official one. `seed` also fixes the training order of
@@ -172,9 +180,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes (0: load in the main process).
     """
 
-    num_classes: int
-    classes: tuple[str, ...]
-    max_value: float = 255.0
+    spec: ClassVar[DatasetSpec]  # the dataset's facts: its entry of tensor_zoo.datasets.DATASETS
     augment: bool = False
     shift_pixels: int = 4  # training augmentation: random shift by up to this many pixels
     flip: bool = True  # ... and random horizontal flips
@@ -198,6 +204,41 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self.test_set: Dataset | None = None
         self.train_loader: ResumableLoader | None = None
 
+    @property
+    def name(self) -> str:
+        """The dataset's title ("CIFAR-10")."""
+        return self.spec.title
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names, in label order."""
+        return self.spec.classes
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes."""
+        return self.spec.num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """One image as (C, H, W)."""
+        return self.spec.image_shape
+
+    @property
+    def mean(self) -> tuple[float, ...] | None:
+        """Per-channel mean of the training images in [0, 1]: the network's `input_mean`."""
+        return self.spec.mean
+
+    @property
+    def std(self) -> tuple[float, ...] | None:
+        """Per-channel standard deviation, likewise: the network's `input_std`."""
+        return self.spec.std
+
+    @property
+    def max_value(self) -> float:
+        """The largest raw value: batches are the raw values divided by it, in [0, 1]."""
+        return self.spec.max_value
+
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         raise NotImplementedError
 
@@ -205,6 +246,14 @@ class InMemoryImageDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         train_images, train_labels, test_images, test_labels = self.load()
+        expected = (self.spec.train_size, self.spec.test_size)
+        found = (len(train_images), len(test_images))
+        if None not in expected and found != expected:  # e.g. a download cut short
+            log.warning(
+                "%s holds %s training and %s test images here, not the official %s and %s.",
+                self.name,
+                *(f"{count:,}" for count in (*found, *expected)),
+            )
         if not 0 <= self.val_size < len(train_images):
             raise ValueError(f"val_size must be in [0, {len(train_images)}), got {self.val_size}.")
         kept, held_out = split_indices(len(train_images), self.val_size, self.seed)

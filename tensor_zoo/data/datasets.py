@@ -23,6 +23,7 @@ from tensor_zoo.data.files import (
     remove_new_empty_folders,
     search_roots,
 )
+from tensor_zoo.datasets import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def locate_dataset(
 
 
 class _IDXDataModule(InMemoryImageDataModule):
-    """MNIST-format data: four IDX files, 60,000 train / 10,000 test 28 x 28 images.
+    """MNIST-format data: four IDX files of grey images, a training and a test split.
 
     `augment` (off by default) shifts training images by up to 2 pixels (no flips: digits and
     clothes have a handedness).
@@ -78,11 +79,8 @@ class _IDXDataModule(InMemoryImageDataModule):
         num_workers: DataLoader worker processes (0: load in the main process).
     """
 
-    name: str
     subfolders: tuple[str, ...]
     system_places: tuple[str, ...] = ()
-    image_shape = (1, 28, 28)
-    num_classes = 10
     shift_pixels = 2
     flip = False
 
@@ -109,17 +107,14 @@ class _IDXDataModule(InMemoryImageDataModule):
             lambda places: find_idx_folder(places, self.subfolders),
             self._torchvision_fetch if self.download else None, accepted,
         )  # fmt: skip
-        return read_idx_dataset(folder)
+        return read_idx_dataset(folder, self.spec.image_shape[1:], self.spec.num_classes)
 
 
 class MNISTDataModule(_IDXDataModule):
     """MNIST (LeCun and Cortes, CC BY-SA 3.0)."""
 
-    name = "MNIST"
+    spec = DATASETS["mnist"]
     subfolders = ("mnist", "MNIST/raw")
-    classes = tuple(str(digit) for digit in range(10))
-    mean = (0.1307,)
-    std = (0.3081,)
 
     def _torchvision_fetch(self, folder: str) -> None:
         from torchvision.datasets import MNIST
@@ -130,15 +125,9 @@ class MNISTDataModule(_IDXDataModule):
 class FashionMNISTDataModule(_IDXDataModule):
     """Fashion-MNIST (Zalando, MIT). Debian's `dataset-fashion-mnist` package is found as is."""
 
-    name = "Fashion-MNIST"
+    spec = DATASETS["fashion-mnist"]
     subfolders = ("fashion-mnist", "FashionMNIST/raw")
     system_places = ("/usr/share/datasets",)
-    classes = (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-        "Bag", "Ankle boot",
-    )  # fmt: skip
-    mean = (0.2860,)
-    std = (0.3530,)
 
     def _torchvision_fetch(self, folder: str) -> None:
         from torchvision.datasets import FashionMNIST
@@ -147,7 +136,7 @@ class FashionMNISTDataModule(_IDXDataModule):
 
 
 class CIFAR10DataModule(InMemoryImageDataModule):
-    """CIFAR-10 (Krizhevsky, 2009): 50,000 train / 10,000 test 3 x 32 x 32 images.
+    """CIFAR-10 (Krizhevsky, 2009): colour images, a training and a test split.
 
     Training batches are augmented as tensors when `augment` is on: a random crop of the
     image padded by 4 pixels (reflection) and a random horizontal flip. Evaluation batches
@@ -166,14 +155,7 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         num_workers: DataLoader worker processes (0: load in the main process).
     """
 
-    name = "CIFAR-10"
-    image_shape = (3, 32, 32)
-    num_classes = 10
-    classes = (
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-    )  # fmt: skip
-    mean = (0.4914, 0.4822, 0.4465)
-    std = (0.2470, 0.2435, 0.2616)
+    spec = DATASETS["cifar10"]
 
     def __init__(
         self, root: str | None = None, download: bool = True, augment: bool = True,
@@ -215,12 +197,7 @@ class ToyDataModule(InMemoryImageDataModule):
         num_workers: DataLoader worker processes (0: load in the main process).
     """
 
-    image_shape = (1, 1, 2)
-    num_classes = 2
-    classes = ("0", "1")
-    max_value = 1.0
-    mean = (0.0,)
-    std = (1.0,)
+    spec = DATASETS["toy"]
 
     def __init__(
         self, dataset: str = "moons", num_samples: int = 2000, noise: float = 0.1,

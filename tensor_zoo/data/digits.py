@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from tensor_zoo.data.base import InMemoryImageDataModule, split_indices
+from tensor_zoo.datasets import DATASETS
 
 
 class DigitsDataModule(InMemoryImageDataModule):
@@ -23,12 +24,7 @@ class DigitsDataModule(InMemoryImageDataModule):
         num_workers: DataLoader worker processes (0: load in the main process).
     """
 
-    num_classes = 10
-    classes = tuple(str(digit) for digit in range(10))
-    image_shape = (1, 8, 8)
-    max_value = 16.0
-    mean = (0.3053,)  # of load_digits / 16, all 1,797 images
-    std = (0.3760,)
+    spec = DATASETS["digits"]
 
     def __init__(
         self, batch_size: int = 32, val_size: int = 180, test_size: int = 360, seed: int = 0,

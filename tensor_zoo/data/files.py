@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import lzma
+import math
 import os
 import pickle
 import struct
@@ -26,6 +27,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch import Tensor
+
+from tensor_zoo.datasets import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +174,15 @@ def _idx_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def read_idx_dataset(folder: Path, num_classes: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(train images (N, 1, 28, 28) uint8, train labels (N,) int64, test images, test labels).
+def read_idx_dataset(
+    folder: Path, image_size: tuple[int, int], num_classes: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train images (N, 1, H, W) uint8, train labels (N,) int64, test images, test labels).
+
+    Args:
+        folder: the folder of the four IDX files.
+        image_size: the dataset's (H, W); other images are refused.
+        num_classes: labels must lie in 0..num_classes - 1.
 
     Raises DatasetCorruptError when a file is damaged, images and labels disagree in number
     or shape, or a label is not a class index.
@@ -182,9 +192,10 @@ def read_idx_dataset(folder: Path, num_classes: int = 10) -> tuple[Tensor, Tenso
     for split in ("train", "test"):
         images, labels = tensors[f"{split}_images"], tensors[f"{split}_labels"]
         image_path, label_path = paths[f"{split}_images"], paths[f"{split}_labels"]
-        if images.dim() != 3 or images.shape[1:] != (28, 28):
+        if images.dim() != 3 or tuple(images.shape[1:]) != tuple(image_size):
             shape = tuple(images.shape[1:])
-            raise corrupt_file(image_path, f"holds images of shape {shape}, not 28 x 28")
+            expected = " x ".join(str(side) for side in image_size)
+            raise corrupt_file(image_path, f"holds images of shape {shape}, not {expected}")
         if labels.dim() != 1 or len(labels) != len(images):
             raise corrupt_file(
                 label_path, f"holds {len(labels)} labels for the {len(images)} images"
@@ -200,6 +211,8 @@ def read_idx_dataset(folder: Path, num_classes: int = 10) -> tuple[Tensor, Tenso
 
 # ---------------------------------------------------------------------------------- CIFAR-10
 
+CIFAR10 = DATASETS["cifar10"]
+CIFAR_IMAGE_BYTES = math.prod(CIFAR10.image_shape)  # 3 x 32 x 32 in both releases
 CIFAR_BIN_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 CIFAR_PY_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_ARCHIVES = ("cifar-10-binary.tar.gz", "cifar-10-binary.tar.xz", "cifar-10-binary.tar")
@@ -215,15 +228,16 @@ def _parse_cifar_binary(blobs: Sequence[tuple[Path, bytes]]) -> tuple[Tensor, Te
     (N, 3, 32, 32), labels (N,)). Raises DatasetCorruptError naming a file that is not whole
     records or holds a label above 9."""
     images, labels = [], []
+    record = 1 + CIFAR_IMAGE_BYTES
     for path, blob in blobs:
-        if len(blob) == 0 or len(blob) % 3073:
+        if len(blob) == 0 or len(blob) % record:
             raise corrupt_file(
-                path, f"holds {len(blob):,} bytes, not whole 3,073-byte CIFAR-10 records"
+                path, f"holds {len(blob):,} bytes, not whole {record:,}-byte CIFAR-10 records"
             )
-        records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 3073)
+        records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, record)
         labels.append(torch.from_numpy(records[:, 0].astype(np.int64)))
-        check_labels(path, labels[-1], 10)
-        images.append(torch.from_numpy(records[:, 1:].reshape(-1, 3, 32, 32).copy()))
+        check_labels(path, labels[-1], CIFAR10.num_classes)
+        images.append(torch.from_numpy(records[:, 1:].reshape(-1, *CIFAR10.image_shape).copy()))
     return torch.cat(images), torch.cat(labels)
 
 
@@ -274,7 +288,7 @@ def _load_cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(b"labels") if isinstance(batch, dict) else None
     is_array = isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-    if not (is_array and data.shape[1] == 3072 and isinstance(labels, list)):
+    if not (is_array and data.shape[1] == CIFAR_IMAGE_BYTES and isinstance(labels, list)):
         raise corrupt_file(
             path, "is not a CIFAR-10 batch (a dict of b'data', uint8 (N, 3072), and b'labels')"
         )
@@ -293,8 +307,8 @@ def _parse_cifar_pickles(paths: Sequence[Path]) -> tuple[Tensor, Tensor]:
     for path in paths:
         data, label_array = _load_cifar_pickle(path)
         labels.append(torch.from_numpy(label_array))
-        check_labels(path, labels[-1], 10)
-        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
+        check_labels(path, labels[-1], CIFAR10.num_classes)
+        images.append(torch.from_numpy(data.reshape(-1, *CIFAR10.image_shape).copy()))
     return torch.cat(images), torch.cat(labels)
 
 

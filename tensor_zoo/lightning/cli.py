@@ -2,9 +2,14 @@
 
 `python recipes/mnist.py fit ...` runs one subcommand (fit / validate / test / predict);
 with no subcommand the recipe fits and then tests the best checkpoint. Defaults come from
-`recipes/configs/<dataset>.yaml`, every value can be overridden (`--model.network=HTNet`,
-`--model.network.rank=32`, `--trainer.devices=2`), and `--print_config` prints the resolved,
-reusable config. Every run saves its config beside its checkpoints (`<run>/config.yaml`).
+two places: the network's arguments that the dataset decides (input channels, image size,
+classes, normalisation) and the dataset's network defaults (patch size, feature size,
+dropout, patch order) from the dataset table, `tensor_zoo.datasets` (the data module's
+`spec`), with TTNet as the network; everything else from `recipes/configs/<dataset>.yaml`,
+which may override them. Every value can be overridden on the command line
+(`--model.network=HTNet`, `--model.network.rank=32`, `--trainer.devices=2`), and
+`--print_config` prints the resolved, reusable config. Every run saves its config beside its
+checkpoints (`<run>/config.yaml`).
 
 Expected failures (no data, damaged data, a diverged run, a resume the checkpoint cannot
 honour) end in one message and exit status 1, without a traceback; Ctrl-C saves the step
@@ -31,6 +36,7 @@ from tensor_zoo.lightning.module import ResumeMismatchError, TensorNetClassifier
 
 log = logging.getLogger(__name__)
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DEFAULT_NETWORK = "tensor_zoo.TTNet"
 EXPECTED_ERRORS = (DatasetNotFoundError, DatasetCorruptError, TrainingDiverged, ResumeMismatchError)
 
 
@@ -92,7 +98,16 @@ def wandb_logged_in() -> bool:
 
 
 class TensorZooCLI(LightningCLI):
-    """LightningCLI that never blocks on a W&B login: without one, runs go offline."""
+    """LightningCLI whose network defaults come from the dataset table, and that never blocks
+    on a W&B login: without one, runs go offline."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """Default network: `DEFAULT_NETWORK` with the data module's `spec.network_defaults()`
+        (a config file or the command line may override any of them; `--model.network=HTNet`
+        keeps them)."""
+        spec = self.datamodule_class.spec
+        network = {"class_path": DEFAULT_NETWORK, "init_args": spec.network_defaults()}
+        parser.set_defaults({"model.network": network})
 
     def before_instantiate_classes(self) -> None:
         if (

@@ -21,7 +21,7 @@ from tensor_zoo.zoo.format import (
 )
 from tensor_zoo.zoo.hub import fetch_file, hub_location
 from tensor_zoo.zoo.registry import (
-    DATASETS,
+    ZOO_DATASETS,
     ModelName,
     UnknownModelError,
     default_network_config,
@@ -129,9 +129,20 @@ def load(
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> TensorNetwork:
-    """The network a name stands for; fresh weights unless `pretrained` (then as `load`).
+    """The network a name stands for, as `timm.create_model(name, pretrained=...)`.
 
-    Keyword arguments override constructor arguments of fresh networks (e.g. dropout=0.2).
+        net = tensor_zoo.create_model("tt-mnist-r16", pretrained=True)  # published weights
+        fresh = tensor_zoo.create_model("ht-cifar10-r64", dropout=0.2)  # any rank, new weights
+
+    Args:
+        name: `{arch}-{dataset}-r{rank}` (`tensor_zoo.list_models(pretrained=False)`).
+        pretrained: True: the published weights, verified and in eval mode, exactly as
+            `load(name)`; a name without published weights raises UnknownModelError naming
+            the published checkpoints closest to it. False (default): fresh weights, in train
+            mode, with the published checkpoint's configuration when there is one, else the
+            dataset's recipe defaults (`tensor_zoo.datasets`) at that rank.
+        **kwargs: constructor arguments that override the name's (e.g. `dropout=0.2`); fresh
+            networks only (pretrained weights fix the shapes).
     """
     if pretrained:
         if kwargs:
@@ -173,7 +184,7 @@ def model_info(name: str | None = None, path: str | os.PathLike | None = None) -
     entry = published_entry(name)
     if entry is None:
         parsed = ModelName.parse(name)
-        spec = DATASETS[parsed.dataset]
+        spec = ZOO_DATASETS[parsed.dataset]
         architecture = default_network_config(name)
         return {
             "name": name,
@@ -183,7 +194,7 @@ def model_info(name: str | None = None, path: str | os.PathLike | None = None) -
             "dataset_key": spec.key,
             "classes": list(spec.classes),
             "input": {
-                "shape": [spec.in_channels, spec.image_size, spec.image_size],
+                "shape": list(spec.image_shape),
                 "value_range": [0.0, 1.0],
                 "mean": list(spec.mean),
                 "std": list(spec.std),

@@ -23,7 +23,7 @@ from tensor_zoo.zoo.hub import hub_org, local_checkpoints_dir, sha256_file
 from tensor_zoo.zoo.preprocess import transforms
 from tensor_zoo.zoo.registry import (
     ARCHITECTURES,
-    DATASETS,
+    ZOO_DATASETS,
     ModelName,
     UnknownModelError,
     index_path,
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 Architecture = Annotated[str, one_of(ARCHITECTURES, "architecture")]
-Dataset = Annotated[str, one_of(DATASETS, "dataset")]
+Dataset = Annotated[str, one_of(ZOO_DATASETS, "dataset")]
 
 
 def list_command(

@@ -7,30 +7,27 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tensor_zoo.networks import TensorNetwork
+from tensor_zoo.zoo.registry import ZOO_DATASETS
 
 
 def data_module_for(dataset: str, root: str | None = None, batch_size: int = 500):
-    """The data module of a registry dataset key, for its test split ("mnist", "digits", ...)."""
-    from tensor_zoo.data import (
-        CIFAR10DataModule,
-        DigitsDataModule,
-        FashionMNISTDataModule,
-        MNISTDataModule,
-    )
+    """The data module of a zoo dataset key, for its test split ("mnist", "digits", ...).
 
-    if dataset == "digits":  # bundled with scikit-learn: no root; its own fixed test split
-        return DigitsDataModule(batch_size=batch_size)
+    Args:
+        dataset: a key of `tensor_zoo.zoo.registry.ZOO_DATASETS`.
+        root: where the dataset's files are (else `TENSOR_ZOO_DATA`, the cache).
+        batch_size: images per test batch.
+    """
+    from tensor_zoo.data import DATA_MODULES
 
-    modules = {
-        "mnist": MNISTDataModule,
-        "fashion-mnist": FashionMNISTDataModule,
-        "cifar10": CIFAR10DataModule,
-    }
-    if dataset not in modules:
+    if dataset not in ZOO_DATASETS:
         raise ValueError(
-            f"No data module for dataset {dataset!r}; expected one of {sorted(modules)}."
+            f"No data module for dataset {dataset!r}; expected one of {sorted(ZOO_DATASETS)}."
         )
-    return modules[dataset](root=root, batch_size=batch_size, val_size=0)  # test split only
+    module = DATA_MODULES[dataset]
+    if dataset == "digits":  # bundled with scikit-learn: no root; its own fixed test split
+        return module(batch_size=batch_size)
+    return module(root=root, batch_size=batch_size, val_size=0)  # test split only
 
 
 @torch.no_grad()

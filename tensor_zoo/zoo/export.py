@@ -33,8 +33,8 @@ from tensor_zoo.zoo.format import (
 from tensor_zoo.zoo.hub import local_checkpoints_dir, sha256_file
 from tensor_zoo.zoo.registry import (
     ARCHITECTURES,
-    DATASETS,
     FORMAT_VERSION,
+    ZOO_DATASETS,
     ModelName,
     read_index,
     write_index,
@@ -42,9 +42,6 @@ from tensor_zoo.zoo.registry import (
 from tensor_zoo.zoo.registry import index_path as default_index_path
 
 log = logging.getLogger(__name__)
-HUB_DATASET_IDS = {
-    "mnist": "mnist", "fashion-mnist": "fashion_mnist", "cifar10": "cifar10", "digits": "digits",
-}  # fmt: skip
 
 
 def hardware_description() -> str:
@@ -180,7 +177,7 @@ def export_checkpoint(
     network.load_state_dict(state, strict=True)
     network.eval()
 
-    spec = DATASETS[parsed.dataset]
+    spec = ZOO_DATASETS[parsed.dataset]
     metrics = evaluate(network, parsed.dataset, data_root, progress=progress)
     title = f"{spec.title} ({data_variant})" if data_variant else spec.title
     count = int(metrics["images"])
@@ -196,7 +193,7 @@ def export_checkpoint(
         "dataset": {
             "key": parsed.dataset,
             "title": title,
-            "hub_id": HUB_DATASET_IDS[parsed.dataset],
+            "hub_id": spec.hub_id,
             "description": f"the {title} training set (a fixed-seed validation split held out) "
             f"and {spec.test_split} ({count:,} images)",
             "note": data_note,

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tensor_zoo.zoo.registry import ModelName, UnknownModelError, list_models, published_entry
+from tensor_zoo.zoo.registry import UnknownModelError, no_weights_message, published_entry
 
 log = logging.getLogger(__name__)
 DEFAULT_HUB_ORG = "tensor-zoo"
@@ -88,12 +88,7 @@ def checked_entry(name: str) -> dict[str, Any]:
     entry = published_entry(name)
     if entry is not None:
         return entry
-    ModelName.parse(name)  # not even a valid name: UnknownModelError with the closest names
-    published = list_models() or ["none yet"]
-    raise UnknownModelError(
-        f"{name!r} has no published weights (create_model({name!r}) builds it with fresh "
-        f"weights). Published checkpoints: {', '.join(published)}."
-    )
+    raise UnknownModelError(no_weights_message(name))
 
 
 def fetch_file(

@@ -6,10 +6,11 @@
     probs = model(batch).softmax(-1)
 
 Accepted: PIL images of any common mode (8- and 16-bit grayscale, RGB, RGBA, palette, 1-bit,
-CMYK), uint8 / uint16 numpy arrays (H, W) or (H, W, C) and torch tensors (H, W) or (C, H, W),
-float arrays already in [0, 1]. The result is float32 (C, H, W) in [0, 1] with the model's
-channels (grayscale repeated to RGB; RGB to luma by ITU-R 601-2, as PIL does) and size
-(resized with antialiasing). Anything else is refused with a ValueError that says why.
+CMYK), uint8 / uint16 numpy arrays (H, W) or (H, W, C), torch tensors (H, W) or (C, H, W) and
+batches of them (B, C, H, W), float arrays already in [0, 1]. The result is float32 (C, H, W)
+(a batch: (B, C, H, W)) in [0, 1] with the model's channels (grayscale repeated to RGB; RGB to
+luma by ITU-R 601-2, as PIL does) and size (resized with antialiasing). Anything else is
+refused with a ValueError that says why.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ INTEGER_RANGES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Turn one image into a model's input: float32 (C, H, W) in [0, 1].
+    """Turn an image (or a batch tensor of them) into a model's input: float32 (C, H, W)
+    (a batch: (B, C, H, W)) in [0, 1], which the model normalises itself.
 
     Args:
         channels: the model's input channels (1: grayscale, 3: RGB).
@@ -43,7 +45,12 @@ class ImageTransform:
     image_size: tuple[int, int]
 
     def __call__(self, image: Any) -> Tensor:
-        """A PIL image, a numpy array (H, W[, C]) or a tensor ([C,] H, W) -> (C, H, W)."""
+        """A PIL image, a numpy array (H, W[, C]) or a tensor ([C,] H, W) -> (C, H, W); a
+        batch tensor (B, C, H, W) -> (B, C, H, W)."""
+        if isinstance(image, Tensor) and image.ndim == 4:
+            if len(image) == 0:
+                raise ValueError("the batch (0, C, H, W) holds no image.")
+            return torch.stack([self(one) for one in image])
         pixels = _to_float_chw(image)
         return self._fit(pixels)
 
@@ -90,10 +97,15 @@ class ImageTransform:
 
 
 def transforms(model: Any) -> ImageTransform:
-    """The ImageTransform of a model: a zoo name or a network.
+    """The preprocessing of a model, as torchvision's `weights.transforms()`: an ImageTransform
+    with the model's channels and image size (`tensor-zoo predict` reads files through it).
 
     Args:
         model: a name (`tensor_zoo.list_models(pretrained=False)`) or a TensorNetwork.
+
+    Returns:
+        A callable: PIL image, array or tensor -> float32 (C, H, W) in [0, 1]; a batch
+        tensor (B, C, H, W) -> (B, C, H, W).
     """
     if isinstance(model, str):
         from tensor_zoo.zoo.registry import default_network_config

@@ -6,8 +6,8 @@ A name is `{arch}-{dataset}-r{rank}` (`tt-cifar10-r16`). Two kinds of names exis
   `TENSOR_ZOO_INDEX` variable points elsewhere), each with
   its exact network config, metrics, files with sha256 and size, and Hub location;
 - architectures: any `{cp,tt,ht}-{dataset}-r{rank}` with the network arguments of that
-  dataset's recipe defaults (`recipes/configs/*.yaml`; a test keeps the two in agreement),
-  which `create_model` builds with fresh weights.
+  dataset's recipe (`DatasetSpec.network_defaults()` of `tensor_zoo.datasets`, which the
+  recipes read too), which `create_model` builds with fresh weights.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from tensor_zoo.datasets import DATASETS, DatasetSpec
 
 PACKAGED_INDEX = Path(__file__).with_name("index.json")
 FORMAT_VERSION = 1
@@ -31,86 +34,8 @@ LISTED_RANKS = (8, 16, 32)
 NAME_PATTERN = re.compile(r"^(?P<arch>[a-z]+)-(?P<dataset>[a-z0-9-]+)-r(?P<rank>[0-9]+)$")
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a model trained on a dataset expects: its input and its classes."""
-
-    key: str
-    title: str
-    in_channels: int
-    image_size: int
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    network_args: dict[str, Any]
-    test_split: str = "the official test split"
-
-
-DIGITS = tuple(str(digit) for digit in range(10))
-# fmt: off
-DATASETS: dict[str, DatasetSpec] = {
-    spec.key: spec
-    for spec in (
-        DatasetSpec(
-            "mnist",
-            "MNIST",
-            1,
-            28,
-            DIGITS,
-            (0.1307,),
-            (0.3081,),
-            {"patch_size": 7, "feature_dim": 32, "dropout": 0.1},
-        ),
-        DatasetSpec(
-            "fashion-mnist",
-            "Fashion-MNIST",
-            1,
-            28,
-            (
-                "T-shirt/top",
-                "Trouser",
-                "Pullover",
-                "Dress",
-                "Coat",
-                "Sandal",
-                "Shirt",
-                "Sneaker",
-                "Bag",
-                "Ankle boot",
-            ),
-            (0.2860,),
-            (0.3530,),
-            {"patch_size": 7, "feature_dim": 32, "dropout": 0.1},
-        ),
-        DatasetSpec(
-            "cifar10",
-            "CIFAR-10",
-            3,
-            32,
-            (
-                "airplane",
-                "automobile",
-                "bird",
-                "cat",
-                "deer",
-                "dog",
-                "frog",
-                "horse",
-                "ship",
-                "truck",
-            ),
-            (0.4914, 0.4822, 0.4465),
-            (0.2470, 0.2435, 0.2616),
-            {"patch_size": 4, "feature_dim": 32, "dropout": 0.1, "ordering": "zorder"},
-        ),
-        DatasetSpec(  # the demo's settings (tensor_zoo/demo.py)
-            "digits", "scikit-learn digits", 1, 8, DIGITS, (0.3053,), (0.3760,),
-            {"patch_size": 2, "feature_dim": 8, "dropout": 0.2, "ordering": "snake"},
-            "a fixed held-out test split (DigitsDataModule, seed 0)",
-        ),
-    )
-}
-# fmt: on
+# the datasets of tensor_zoo.datasets that model names may name (the toy sets have none)
+ZOO_DATASETS: dict[str, DatasetSpec] = {key: spec for key, spec in DATASETS.items() if spec.zoo}
 
 
 class UnknownModelError(KeyError):
@@ -131,7 +56,7 @@ class ModelName:
     @classmethod
     def parse(cls, name: str) -> ModelName:
         match = NAME_PATTERN.match(name)
-        if not match or match["arch"] not in ARCHITECTURES or match["dataset"] not in DATASETS:
+        if not match or match["arch"] not in ARCHITECTURES or match["dataset"] not in ZOO_DATASETS:
             raise UnknownModelError(unknown_name_message(name))
         return cls(match["arch"], match["dataset"], int(match["rank"]))
 
@@ -222,24 +147,44 @@ def architecture_names() -> list[str]:
     return [
         f"{arch}-{dataset}-r{rank}"
         for arch in ARCHITECTURES
-        for dataset in DATASETS
+        for dataset in ZOO_DATASETS
         for rank in LISTED_RANKS
     ]
 
 
-def list_models(pattern: str | None = None, pretrained: bool = True) -> list[str]:
-    """Sorted model names matching a shell-style `pattern` ("tt-*", "*-cifar10-*").
+def list_models(pattern: str | Sequence[str] | None = None, pretrained: bool = True) -> list[str]:
+    """Model names matching a shell-style pattern, sorted by name and then by rank.
 
-    pretrained=True (default): only names with published weights; False: also the
-    architectures `create_model` builds with fresh weights.
+    Like `timm.list_models(filter, pretrained=...)`, with one difference in the default.
+    In timm, `pretrained=False` (its default) lists every architecture and `pretrained=True`
+    only those with weights. Here names carry a free rank (`{arch}-{dataset}-r{rank}`), so
+    the architectures are open-ended: `pretrained=True`, the default, lists the published
+    checkpoints (what `tensor-zoo list` shows), and `pretrained=False` adds every
+    architecture at the ranks of `LISTED_RANKS` (any other rank is valid too, for
+    `create_model`).
+
+    Args:
+        pattern: a shell-style pattern ("tt-*", "*-cifar10-*"), or several (names matching
+            any of them, as timm's `filter` takes a list); None: every name. Case does not
+            matter ("TT-*" finds "tt-mnist-r16").
+        pretrained: True: only names with published weights (`load`,
+            `create_model(name, pretrained=True)`); False: also the architectures that
+            `create_model(name)` builds with fresh weights.
+
+    Returns:
+        The matching names, "tt-mnist-r8" before "tt-mnist-r16".
     """
     names = set(read_index()["models"])
     if not pretrained:
         names |= set(architecture_names())
-    matches = [  # names are lowercase: "TT-*" finds them too, on every platform
-        name for name in names if pattern is None or fnmatch.fnmatchcase(name, pattern.lower())
-    ]
-    return sorted(matches, key=_natural_key)
+    if pattern is not None:
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        names = {  # names are lowercase: "TT-*" finds them too, on every platform
+            name
+            for name in names
+            if any(fnmatch.fnmatchcase(name, each.lower()) for each in patterns)
+        }
+    return sorted(names, key=_natural_key)
 
 
 def _natural_key(name: str) -> tuple[str, int]:
@@ -255,28 +200,56 @@ def unknown_name_message(name: str) -> str:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
         f"Unknown model {name!r}.{hint} Names are {{arch}}-{{dataset}}-r{{rank}} with arch in "
-        f"{sorted(ARCHITECTURES)} and dataset in {sorted(DATASETS)}; "
+        f"{sorted(ARCHITECTURES)} and dataset in {sorted(ZOO_DATASETS)}; "
         f"`tensor_zoo.list_models()` lists the published checkpoints."
     )
 
 
+def no_weights_message(name: str) -> str:
+    """Say that a valid name has no published weights, and which published names are closest:
+    the same architecture on the same dataset, else the same dataset, else all of them.
+    (A name that is not even valid raises UnknownModelError with the closest names.)"""
+    parsed = ModelName.parse(name)
+    published = {known: NAME_PATTERN.match(known) for known in list_models()}
+    same_data = [
+        k for k, match in published.items() if match and match["dataset"] == parsed.dataset
+    ]
+    same_kind = [k for k in same_data if published[k]["arch"] == parsed.arch]
+    if same_kind:
+        listing = f"the published {parsed.arch}-{parsed.dataset} checkpoints are "
+        listing += ", ".join(same_kind)
+    elif same_data:
+        listing = f"the published {parsed.dataset} checkpoints are {', '.join(same_data)}"
+    elif published:
+        listing = f"the published checkpoints are {', '.join(published)}"
+    else:
+        listing = "no checkpoint is published yet"
+    return (
+        f"{name!r} has no published weights; {listing}. create_model({name!r}) builds it "
+        f"with fresh weights (pretrained=False)."
+    )
+
+
 def default_network_config(name: str) -> dict[str, Any]:
-    """The network config ({"class_path", "init_args"}) that a name stands for."""
+    """The network config ({"class_path", "init_args"}) that a name stands for: a published
+    checkpoint's own, else `architecture_config` of the parsed name."""
     entry = published_entry(name)
     if entry is not None:
         return copy.deepcopy(entry["config"]["architecture"])
     parsed = ModelName.parse(name)
-    spec = DATASETS[parsed.dataset]
-    network_args = dict(spec.network_args)
-    if parsed.arch == "ht":  # HT always on its quad-tree, whatever order the others use
-        network_args.pop("ordering", None)
-    init_args = {
-        "in_channels": spec.in_channels,
-        "image_size": spec.image_size,
-        "num_classes": len(spec.classes),
-        "rank": parsed.rank,
-        **network_args,
-        "input_mean": list(spec.mean),
-        "input_std": list(spec.std),
-    }
-    return {"class_path": f"tensor_zoo.{ARCHITECTURES[parsed.arch]}", "init_args": init_args}
+    return architecture_config(parsed.arch, parsed.dataset, parsed.rank)
+
+
+def architecture_config(arch: str, dataset: str, rank: int) -> dict[str, Any]:
+    """The network config of `{arch}-{dataset}-r{rank}` from the dataset table alone: the
+    dataset's recipe defaults (`DatasetSpec.network_defaults()`) at that rank.
+
+    Args:
+        arch: "cp", "tt" or "ht".
+        dataset: a key of `ZOO_DATASETS` ("mnist", "fashion-mnist", "cifar10", "digits").
+        rank: the network's rank.
+    """
+    init_args = {**ZOO_DATASETS[dataset].network_defaults(), "rank": rank}
+    if arch == "ht":  # HT always on its quad-tree, whatever order the others use
+        init_args.pop("ordering", None)
+    return {"class_path": f"tensor_zoo.{ARCHITECTURES[arch]}", "init_args": init_args}
