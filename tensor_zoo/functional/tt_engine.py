@@ -50,6 +50,8 @@ CHUNKED_ABOVE_NUMBERS = 2**27
 DEFAULT_CHUNK_SIZE = 64
 # The fixed cost of one step of the scan, in multiply-adds (see `scan_group_size`).
 SCAN_STEP_COST = 6e4
+# The scan rescales its state after every this many steps (see `_Scan`).
+SCAN_RESCALE_EVERY = 2
 
 
 def choose_contraction(
@@ -297,11 +299,12 @@ class _Scan(torch.autograd.Function):
     weights (n, S, R, M, R): the cores of n (merged) sites of S independent chains; features
     (n, S, M, B), batch last. Each chain starts from e_0 and takes n steps
     h_j[l, b] = sum_{i, c} h_{j-1}[i, b] f_j[c, b] W_j[i, c, l], each one (M R, R) @ (R, B)
-    matmul and one reduction over c, then (log format) a rescale by the max magnitude. The
-    transfer matrices (R, R) per sample are never formed: only (M R, B) per step, so nothing of
-    size n S R^2 B is allocated. Backward: per step one matmul, one reduction, one division;
-    the gradients of all weights and features then come from one batched matmul and one
-    reduction. Autograd would record ~6 nodes per step instead.
+    matmul and one reduction over c. The transfer matrices (R, R) per sample are never formed:
+    only (M R, B) per step, so nothing of size n S R^2 B is allocated. Log format: after every
+    SCAN_RESCALE_EVERY-th step (and the last) the state is divided by its max magnitude, as the
+    tree does per level (between two rescales the state passes at most 2 k sites). Backward:
+    per step one matmul and one reduction; the gradients of all weights and features then come
+    from one batched matmul and one reduction. Autograd would record ~6 nodes per step instead.
     """
 
     @staticmethod
@@ -315,41 +318,46 @@ class _Scan(torch.autograd.Function):
         states[0, :, 0] = 1
         scales = weights.new_ones(count, sides, 1, batch)
         # (M R_out, R_in): the left factor of step j's matmul
-        left = weights.permute(0, 1, 3, 4, 2).reshape(count, sides, width * rank, rank)
+        left = weights.permute(0, 1, 3, 4, 2).reshape(count, sides, width * rank, rank).unbind(0)
+        step_features = features[:, :, :, None].unbind(0)
+        buffers, step_scales = states.unbind(0), scales.unbind(0)
         tiny = torch.finfo(weights.dtype).tiny
         for step in range(count):
             state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
-            mixed = torch.bmm(left[step], states[state]).view(sides, width, rank, batch)
-            torch.linalg.vecdot(mixed, features[step][:, :, None], dim=1, out=states[new])
-            if log_format:
-                torch.amax(states[new].abs(), dim=1, keepdim=True, out=scales[step])
-                scales[step].clamp_min_(tiny)
-                states[new].div_(scales[step])
+            mixed = torch.bmm(left[step], buffers[state]).view(sides, width, rank, batch)
+            torch.linalg.vecdot(mixed, step_features[step], dim=1, out=buffers[new])
+            if log_format and _rescaled(step, count):
+                torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
+                step_scales[step].clamp_min_(tiny)
+                buffers[new].div_(step_scales[step])
         ctx.log_format = log_format
         if keep:
             ctx.save_for_backward(weights, features, states, scales)
         log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
         ctx.mark_non_differentiable(log_scale)
-        return states[new].clone(), log_scale
+        return buffers[new].clone(), log_scale
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor, Tensor | None, None]:
         weights, features, states, scales = ctx.saved_tensors
         count, sides, rank, width, _ = weights.shape
         batch = features.shape[-1]
-        flat = weights.view(count, sides, rank * width, rank)
+        flat = weights.view(count, sides, rank * width, rank).unbind(0)
+        step_features = features[:, :, None].unbind(0)
         grads = torch.empty_like(states[1:])  # grads[j]: d loss / d (output of step j, unscaled)
         mixed = weights.new_empty(count, sides, rank, width, batch)  # W_j g_j
-        grad = grad_state
+        step_grads, step_mixed = grads.unbind(0), mixed.view(count, sides, -1, batch).unbind(0)
+        step_scales = scales.unbind(0)
+        step_grads[-1].copy_(grad_state)
         for step in range(count - 1, -1, -1):
-            if ctx.log_format:
-                torch.div(grad, scales[step], out=grads[step])
-            else:
-                grads[step].copy_(grad)
-            torch.bmm(flat[step], grads[step], out=mixed[step].view(sides, rank * width, batch))
+            if ctx.log_format and _rescaled(step, count):
+                step_grads[step].div_(step_scales[step])
+            torch.bmm(flat[step], step_grads[step], out=step_mixed[step])
             if step:
-                grad = torch.linalg.vecdot(mixed[step], features[step][:, None], dim=2)
+                torch.linalg.vecdot(
+                    mixed[step], step_features[step], dim=2, out=step_grads[step - 1]
+                )
         inputs = states[:-1, :, :, None] * features[:, :, None]  # (n, S, R, M, B)
         grad_weights = torch.matmul(
             inputs.view(count, sides, rank * width, batch), grads.transpose(-1, -2)
@@ -358,6 +366,11 @@ class _Scan(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_features = torch.linalg.vecdot(mixed, states[:-1, :, :, None], dim=2)
         return grad_weights, grad_features, None
+
+
+def _rescaled(step: int, count: int) -> bool:
+    """Whether the scan rescales the state after this step (of `count`)."""
+    return step % SCAN_RESCALE_EVERY == SCAN_RESCALE_EVERY - 1 or step == count - 1
 
 
 def scan_products(
