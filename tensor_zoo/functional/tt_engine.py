@@ -237,6 +237,25 @@ def merged_sites(
     return merged, cores
 
 
+def merged_columns(columns: Tensor, group: int, sites: int) -> Tensor:
+    """`merged_sites` for the features alone, batch last: (d, m, B) -> (sites / k, m^k, B).
+
+    Identity sites (feature e_0) are appended up to `sites`. With the batch innermost, the
+    outer products are contiguous broadcasts (10x faster than with m innermost at m = 2).
+    """
+    positions, feature_dim, batch = columns.shape
+    if sites > positions:
+        unit = columns.new_zeros(sites - positions, feature_dim, batch)
+        unit[:, 0] = 1
+        columns = torch.cat([columns, unit])
+    columns = columns.unflatten(0, (sites // group, group))
+    merged = columns[:, 0]
+    for site in range(1, group):
+        merged = merged[:, :, None] * columns[:, site, None]
+        merged = merged.reshape(sites // group, -1, batch)
+    return merged
+
+
 def transfer_matrices(features: Tensor, stacked: Tensor, group: int = 1) -> Tensor:
     """features (B, d, m), stacked cores (d, R, m, R) -> T (n, B, R, R), T_j = sum_i f_i G_j[:, i].
 
@@ -322,10 +341,12 @@ class _Scan(torch.autograd.Function):
         step_features = features[:, :, :, None].unbind(0)
         buffers, step_scales = states.unbind(0), scales.unbind(0)
         tiny = torch.finfo(weights.dtype).tiny
+        mixed = weights.new_empty(sides, width * rank, batch)
         for step in range(count):
             state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
-            mixed = torch.bmm(left[step], buffers[state]).view(sides, width, rank, batch)
-            torch.linalg.vecdot(mixed, step_features[step], dim=1, out=buffers[new])
+            torch.bmm(left[step], buffers[state], out=mixed)
+            product = mixed.view(sides, width, rank, batch).mul_(step_features[step])
+            torch.sum(product, dim=1, out=buffers[new])
             if log_format and _rescaled(step, count):
                 torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
                 step_scales[step].clamp_min_(tiny)
@@ -392,12 +413,12 @@ def scan_products(
     merged_features, merged_cores = [], []
     for features, cores, reverse in sides:
         stacked = stack_padded(cores, rank)
+        columns = features.permute(1, 2, 0).contiguous()  # (d_s, m, B): batch last from here
         if reverse:
-            features, stacked = features.flip(1), stacked.flip(0).transpose(1, 3)
-        features, stacked = merged_sites(features, stacked, group, count * group)
-        merged_features.append(features)
-        merged_cores.append(stacked)
-    features = torch.stack(merged_features).permute(2, 0, 3, 1).contiguous()  # (n, S, M, B)
+            columns, stacked = columns.flip(0), stacked.flip(0).transpose(1, 3)
+        merged_features.append(merged_columns(columns, group, count * group))
+        merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
+    features = torch.stack(merged_features, dim=1)  # (n, S, M, B)
     weights = torch.stack(merged_cores, dim=1).contiguous()  # (n, S, R, M, R)
     state, log_scale = _Scan.apply(weights, features, log_format)
     results = []
