@@ -124,7 +124,7 @@ class PatchExtractor(nn.Module):
             patches = images[:, :, : self.grid[0] * self.stride, : self.grid[1] * self.stride]
             patches = patches.unflatten(2, (self.grid[0], self.stride))
             patches = patches.unflatten(4, (self.grid[1], self.stride))  # (B, C, gh, k, gw, k)
-            patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(images.shape[0], -1, self.patch_dim)
+            patches = patches.permute(0, 2, 4, 1, 3, 5).flatten(3).flatten(1, 2)
         else:
             patches = F.unfold(images, kernel_size=self.patch_size, stride=self.stride)
             patches = patches.transpose(1, 2)
