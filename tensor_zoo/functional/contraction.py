@@ -104,7 +104,8 @@ def tt_contract(
     - label_core (r_p, C, r_p): a label site on bond p = len(cores) // 2; all other bonds
       end in 1, and l_y = h_left^T label_core[:, y, :] h_right.
     `contraction` picks how the chain is multiplied out (same numbers up to rounding):
-    "sequential" (the sweep), "tree" (transfer matrices and a balanced tree of batched
+    "sequential" (the sweep), "scan" (the sweep as one hand-differentiated op over merged
+    sites, `tt_engine.scan_products`), "tree" (transfer matrices and a balanced tree of batched
     matmuls, `tt_engine`), "chunked" (tree within chunks of `chunk_size` positions, bounded
     memory), "auto" (`tt_engine.choose_contraction` on the shapes). Returns logits (B, C).
     """

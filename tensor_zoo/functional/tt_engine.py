@@ -1,12 +1,18 @@
-"""Parallel-in-sequence TT contraction: transfer matrices, then a balanced tree of matmuls.
+"""TT contraction engines: a hand-differentiated scan, and a balanced tree of matmuls.
 
-The sequential sweep of `tt_contract` is d small dependent GEMMs, each followed by a rescale:
-for long sequences the cost is Python and autograd overhead per position, not arithmetic.
-Here the features are first contracted into the cores in one batched GEMM, giving the d
-transfer matrices T_k[b] = sum_i f_i(x_k) G_k[:, i, :] (each (R, R)), and their product is
-formed in ceil(log2 d) levels of one batched matmul each (pairs (2j, 2j + 1); an odd one out
-waits for the next level). This costs R / m + 1 times the sweep's FLOPs (matrix-matrix instead
-of vector-matrix products) in ~log2 d large ops instead of ~6 d small ones.
+The scan (`scan_products`, `_Scan`) is the sequential sweep without autograd's bookkeeping:
+runs of k sites merged into one (`scan_group_size`: k = 2 at m = 2, 1 at m >= 8), one matmul
+and one reduction per step forward and backward, the gradients of all cores and features
+formed in one batched op at the end, and the two halves of a middle label site moving in the
+same steps. On a CPU it is the fastest for long sequences (see `choose_contraction`).
+
+The tree: the sequential sweep of `tt_contract` is d small dependent GEMMs, each followed by a
+rescale: for long sequences the cost is Python and autograd overhead per position, not
+arithmetic. Here the features are first contracted into the cores in one batched GEMM, giving
+the d transfer matrices T_k[b] = sum_i f_i(x_k) G_k[:, i, :] (each (R, R)), and their product
+is formed in ceil(log2 d) levels of one batched matmul each (pairs (2j, 2j + 1); an odd one
+out waits for the next level). This costs R / m + 1 times the sweep's FLOPs (matrix-matrix
+instead of vector-matrix products) in ~log2 d large ops instead of ~6 d small ones.
 
 Ranks: every core is zero-padded to (R, m, R), R the largest bond (boundaries included). Zero
 rows and columns stay exactly zero through the products, so the padded product holds the exact

@@ -69,10 +69,11 @@ class TTNet(TensorNetwork):
     `full_tensor()` only exists for the product: other networks have no weight tensor.
 
     `contraction` says how the chain is multiplied out: "sequential" (the sweep, one small
-    GEMM per position), "tree" (transfer matrices multiplied in a balanced tree: log2 d batched
-    matmuls), "chunked" (tree per chunk, bounded memory) or "auto" (chosen from batch size,
-    d, rank and m; see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the
-    same logits and gradients up to rounding.
+    GEMM per position), "scan" (the sweep as one hand-differentiated op over merged sites),
+    "tree" (transfer matrices multiplied in a balanced tree: log2 d batched matmuls), "chunked"
+    (tree per chunk, bounded memory) or "auto" (chosen from batch size, d, rank, m and device;
+    see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the same logits and
+    gradients up to rounding.
     """
 
     def __init__(
