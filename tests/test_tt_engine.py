@@ -83,16 +83,22 @@ def test_network_strategies_agree_with_uniform_ranks(label_site):
     state = nets["sequential"].state_dict()
     images = torch.rand(5, 1, 4, 16, dtype=torch.float64)
     expected = nets["sequential"](images)
+    expected_grads = torch.autograd.grad(expected.square().sum(), nets["sequential"].parameters())
     for contraction, net in nets.items():
         net.load_state_dict(state)
-        torch.testing.assert_close(net(images), expected, rtol=1e-10, atol=0)
+        logits = net(images)
+        torch.testing.assert_close(logits, expected, rtol=1e-10, atol=0)
+        grads = torch.autograd.grad(logits.square().sum(), net.parameters())
+        for grad, expected_grad in zip(grads, expected_grads, strict=True):
+            assert_relatively_close(grad, expected_grad)
         assert net.config["init_args"]["contraction"] == contraction
 
 
-def test_forward_and_backward_stay_finite_at_4096_positions():
+@pytest.mark.parametrize("contraction", ["scan", "tree"])
+def test_forward_and_backward_stay_finite_at_4096_positions(contraction):
     net = TTNet(
         image_size=64, patch_size=1, feature_dim=2, feature_map="identity", rank=8,
-        label_site="middle", contraction="tree",
+        label_site="middle", contraction=contraction,
     )  # fmt: skip
     images = torch.rand(4, 1, 64, 64)
     logits = net(images)
@@ -101,12 +107,13 @@ def test_forward_and_backward_stay_finite_at_4096_positions():
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-def test_pixel_level_training_at_lr_1e_2_does_not_diverge():
+@pytest.mark.parametrize("contraction", ["scan", "tree"])
+def test_pixel_level_training_at_lr_1e_2_does_not_diverge(contraction):
     """TorchMPS's scores reach 1e22 here; the log format keeps ours bounded and learning."""
     torch.manual_seed(0)
     net = TTNet(
         image_size=28, patch_size=1, feature_dim=2, feature_map="identity", rank=10,
-        label_site="middle", contraction="tree",
+        label_site="middle", contraction=contraction,
     )  # fmt: skip
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     images = torch.rand(16, 1, 28, 28)

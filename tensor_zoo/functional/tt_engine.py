@@ -385,11 +385,12 @@ class _Scan(torch.autograd.Function):
                 torch.linalg.vecdot(
                     mixed[step], step_features[step], dim=2, out=step_grads[step - 1]
                 )
-        inputs = states[:-1, :, :, None] * features[:, :, None]  # (n, S, R, M, B)
-        grad_weights = torch.matmul(
-            inputs.view(count, sides, rank * width, batch), grads.transpose(-1, -2)
-        ).view_as(weights)
-        grad_features = None
+        grad_weights = grad_features = None
+        if ctx.needs_input_grad[0]:
+            inputs = states[:-1, :, :, None] * features[:, :, None]  # (n, S, R, M, B)
+            grad_weights = torch.matmul(
+                inputs.view(count, sides, rank * width, batch), grads.transpose(-1, -2)
+            ).view_as(weights)
         if ctx.needs_input_grad[1]:
             grad_features = torch.linalg.vecdot(mixed, states[:-1, :, :, None], dim=2)
         return grad_weights, grad_features, None
