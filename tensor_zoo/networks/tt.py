@@ -119,10 +119,10 @@ class TTNet(TensorNetwork):
         last = num_classes if label_site == "last" else 1
         bonds = [1, *self.ranks, last]
         if d >= 3 and len(set(self.ranks)) == 1:  # uniform interior: stored stacked
-            rank_ = self.ranks[0]
-            self.first_core = nn.Parameter(torch.empty(1, m, rank_))
-            self.inner_cores = nn.Parameter(torch.empty(d - 2, rank_, m, rank_))
-            self.last_core = nn.Parameter(torch.empty(rank_, m, last))
+            inner_rank = self.ranks[0]
+            self.first_core = nn.Parameter(torch.empty(1, m, inner_rank))
+            self.inner_cores = nn.Parameter(torch.empty(d - 2, inner_rank, m, inner_rank))
+            self.last_core = nn.Parameter(torch.empty(inner_rank, m, last))
             self.register_state_dict_post_hook(_cores_per_position)
             self.register_load_state_dict_pre_hook(_cores_stacked)
         else:
