@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="steps per measurement")
     parser.add_argument("--contraction", default="auto", help="TTNet's contraction strategy")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for both (default: torch's)"
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     mps_class = import_torchmps()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved "

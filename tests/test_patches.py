@@ -21,6 +21,15 @@ def test_patches_put_back_give_the_image(ordering, channels, size, patch, stride
     torch.testing.assert_close(extractor.fold(patches), images, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize(("ordering", "channels", "size", "patch", "stride"), CASES)
+def test_patches_are_unfold_in_the_ordering(ordering, channels, size, patch, stride):
+    """The partition shortcut (stride = patch size: a reshape) gives what unfold gives."""
+    extractor = PatchExtractor(channels, size, patch, stride, ordering)
+    images = torch.rand(2, channels, *extractor.image_size)
+    unfolded = torch.nn.functional.unfold(images, kernel_size=patch, stride=extractor.stride)
+    assert torch.equal(extractor(images), unfolded.transpose(1, 2)[:, extractor.order])
+
+
 def test_each_patch_holds_its_pixels_in_raster_order():
     extractor = PatchExtractor(1, 4, 2, ordering="raster")
     image = torch.arange(16.0).reshape(1, 1, 4, 4)

@@ -5,9 +5,9 @@ import torch
 
 from tensor_zoo import TTNet, build_network
 from tensor_zoo.functional import tt_contract
-from tensor_zoo.functional.tt_engine import choose_contraction
+from tensor_zoo.functional.tt_engine import choose_contraction, scan_group_size
 
-STRATEGIES = ["tree", "chunked"]
+STRATEGIES = ["scan", "tree", "chunked"]
 
 
 def random_train(
@@ -78,21 +78,27 @@ def test_network_strategies_agree_with_uniform_ranks(label_site):
             image_size=(4, 16), patch_size=1, feature_dim=2, feature_map="identity", rank=6,
             label_site=label_site, contraction=contraction,
         ).double()
-        for contraction in ("sequential", "tree", "chunked", "auto")
+        for contraction in ("sequential", "scan", "tree", "chunked", "auto")
     }  # fmt: skip
     state = nets["sequential"].state_dict()
     images = torch.rand(5, 1, 4, 16, dtype=torch.float64)
     expected = nets["sequential"](images)
+    expected_grads = torch.autograd.grad(expected.square().sum(), nets["sequential"].parameters())
     for contraction, net in nets.items():
         net.load_state_dict(state)
-        torch.testing.assert_close(net(images), expected, rtol=1e-10, atol=0)
+        logits = net(images)
+        torch.testing.assert_close(logits, expected, rtol=1e-10, atol=0)
+        grads = torch.autograd.grad(logits.square().sum(), net.parameters())
+        for grad, expected_grad in zip(grads, expected_grads, strict=True):
+            assert_relatively_close(grad, expected_grad)
         assert net.config["init_args"]["contraction"] == contraction
 
 
-def test_forward_and_backward_stay_finite_at_4096_positions():
+@pytest.mark.parametrize("contraction", ["scan", "tree"])
+def test_forward_and_backward_stay_finite_at_4096_positions(contraction):
     net = TTNet(
         image_size=64, patch_size=1, feature_dim=2, feature_map="identity", rank=8,
-        label_site="middle", contraction="tree",
+        label_site="middle", contraction=contraction,
     )  # fmt: skip
     images = torch.rand(4, 1, 64, 64)
     logits = net(images)
@@ -101,12 +107,13 @@ def test_forward_and_backward_stay_finite_at_4096_positions():
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-def test_pixel_level_training_at_lr_1e_2_does_not_diverge():
+@pytest.mark.parametrize("contraction", ["scan", "tree"])
+def test_pixel_level_training_at_lr_1e_2_does_not_diverge(contraction):
     """TorchMPS's scores reach 1e22 here; the log format keeps ours bounded and learning."""
     torch.manual_seed(0)
     net = TTNet(
         image_size=28, patch_size=1, feature_dim=2, feature_map="identity", rank=10,
-        label_site="middle", contraction="tree",
+        label_site="middle", contraction=contraction,
     )  # fmt: skip
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     images = torch.rand(16, 1, 28, 28)
@@ -123,13 +130,54 @@ def test_pixel_level_training_at_lr_1e_2_does_not_diverge():
     assert min(losses[-3:]) < losses[0]
 
 
-def test_auto_picks_the_tree_for_long_sequences_and_the_sweep_for_short_ones():
-    assert choose_contraction(batch=100, positions=784, rank=10, feature_dim=2) == "tree"
+def test_auto_picks_the_scan_on_cpu_for_long_sequences_and_the_sweep_for_short_ones():
+    for training in (True, False):
+        assert choose_contraction(100, 784, 10, 2, training) == "scan"
+        assert choose_contraction(1000, 196, 20, 2, training) == "scan"
     assert choose_contraction(batch=256, positions=4, rank=16, feature_dim=8) == "sequential"
-    assert choose_contraction(
-        batch=1000, positions=784, rank=10, feature_dim=2, training=False
-    ) == ("sequential")
-    assert choose_contraction(batch=4000, positions=2**16, rank=4, feature_dim=2) == "chunked"
+    assert choose_contraction(batch=256, positions=64, rank=16, feature_dim=32) == "sequential"
+    # on other devices, the tree (or chunked, for large B d R^2) for long sequences
+    assert choose_contraction(100, 784, 10, 2, device_type="cuda") == "tree"
+    assert choose_contraction(4000, 2**16, 4, 2, device_type="cuda") == "chunked"
+    assert choose_contraction(1000, 784, 10, 2, False, device_type="cuda") == "sequential"
+
+
+def test_the_scan_merges_sites_only_while_it_pays():
+    assert scan_group_size(rank=10, feature_dim=2, batch=200) == 2
+    assert scan_group_size(rank=16, feature_dim=32, batch=256) == 1
+
+
+def test_a_traced_scan_becomes_the_tree():
+    """torch.export cannot trace the scan's autograd.Function: the same numbers by the tree."""
+    torch.manual_seed(0)
+    net = TTNet(
+        image_size=(4, 40), patch_size=1, feature_dim=2, feature_map="identity", rank=4,
+        label_site="middle", contraction="scan",
+    ).eval()  # fmt: skip
+    images = torch.rand(3, 1, 4, 40)
+    exported = torch.export.export(net, (images,))
+    targets = {str(node.target) for node in exported.graph.nodes}
+    assert not any("Scan" in target for target in targets)
+    torch.testing.assert_close(exported.module()(images), net(images))
+
+
+def test_stacked_cores_load_per_position_state_and_save_it():
+    """Uniform ranks are stored as one stacked parameter; the state dict stays per position."""
+    net = TTNet(image_size=(2, 8), patch_size=1, feature_dim=2, rank=3, label_site="middle")
+    names = [name for name, _ in net.named_parameters()]
+    assert names[:3] == ["first_core", "inner_cores", "last_core"]
+    state = net.state_dict()
+    assert [state[f"cores.{k}"].shape for k in (0, 1, 15)] == [(1, 2, 3), (3, 2, 3), (3, 2, 1)]
+    assert not {"first_core", "inner_cores", "last_core"} & set(state)
+    torch.testing.assert_close(state["cores.5"], net.inner_cores[4].detach())
+    state["cores.5"] = state["cores.5"] + 1  # saved cores are copies, not views
+    assert not torch.equal(state["cores.5"], net.inner_cores[4])
+    other = TTNet(image_size=(2, 8), patch_size=1, feature_dim=2, rank=3, label_site="middle")
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.inner_cores[4], state["cores.5"])
+    torch.testing.assert_close(other.cores[15], state["cores.15"])
+    ragged = TTNet(image_size=(2, 8), patch_size=1, feature_dim=2, rank=[3, 2] * 7 + [3])
+    assert "cores" in dict(ragged.named_children())  # mixed ranks: one parameter per core
 
 
 def test_old_configs_without_contraction_load_with_auto():
@@ -140,5 +188,5 @@ def test_old_configs_without_contraction_load_with_auto():
 
 
 def test_unknown_contraction_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="'auto', 'sequential', 'tree', 'chunked'"):
+    with pytest.raises(ValueError, match="'auto', 'sequential', 'scan', 'tree', 'chunked'"):
         TTNet(image_size=8, patch_size=4, contraction="parallel")

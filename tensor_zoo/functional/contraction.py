@@ -22,6 +22,7 @@ from tensor_zoo.functional.tt_engine import (
     DEFAULT_CHUNK_SIZE,
     TTContraction,
     resolve_contraction,
+    scan_products,
     tt_boundary_product,
 )
 
@@ -103,7 +104,8 @@ def tt_contract(
     - label_core (r_p, C, r_p): a label site on bond p = len(cores) // 2; all other bonds
       end in 1, and l_y = h_left^T label_core[:, y, :] h_right.
     `contraction` picks how the chain is multiplied out (same numbers up to rounding):
-    "sequential" (the sweep), "tree" (transfer matrices and a balanced tree of batched
+    "sequential" (the sweep), "scan" (the sweep as one hand-differentiated op over merged
+    sites, `tt_engine.scan_products`), "tree" (transfer matrices and a balanced tree of batched
     matmuls, `tt_engine`), "chunked" (tree within chunks of `chunk_size` positions, bounded
     memory), "auto" (`tt_engine.choose_contraction` on the shapes). Returns logits (B, C).
     """
@@ -114,12 +116,22 @@ def tt_contract(
             return _tt_sweep(part, part_cores, log_format, reverse)
         return tt_boundary_product(part, part_cores, log_format, reverse, strategy, chunk_size)
 
-    if label_core is None:
-        state, log_scale = sweep(features, cores, reverse=False)
-        return restore_scale(state, log_scale) if log_format else state
     split = len(cores) // 2
-    left, left_log = sweep(features[:, :split], cores[:split], reverse=False)
-    right, right_log = sweep(features[:, split:], cores[split:], reverse=True)
+    if strategy == "scan" and label_core is None:
+        [(state, log_scale)] = scan_products([(features, cores, False)], log_format)
+    elif label_core is None:
+        state, log_scale = sweep(features, cores, reverse=False)
+    if label_core is None:
+        return restore_scale(state, log_scale) if log_format else state
+    if strategy == "scan":
+        halves = [
+            (features[:, :split], cores[:split], False),
+            (features[:, split:], cores[split:], True),
+        ]
+        (left, left_log), (right, right_log) = scan_products(halves, log_format)
+    else:
+        left, left_log = sweep(features[:, :split], cores[:split], reverse=False)
+        right, right_log = sweep(features[:, split:], cores[split:], reverse=True)
     logits = torch.einsum("bl,lyr,br->by", left, label_core, right)
     return restore_scale(logits, left_log + right_log) if log_format else logits
 

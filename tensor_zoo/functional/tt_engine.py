@@ -1,12 +1,18 @@
-"""Parallel-in-sequence TT contraction: transfer matrices, then a balanced tree of matmuls.
+"""TT contraction engines: a hand-differentiated scan, and a balanced tree of matmuls.
 
-The sequential sweep of `tt_contract` is d small dependent GEMMs, each followed by a rescale:
-for long sequences the cost is Python and autograd overhead per position, not arithmetic.
-Here the features are first contracted into the cores in one batched GEMM, giving the d
-transfer matrices T_k[b] = sum_i f_i(x_k) G_k[:, i, :] (each (R, R)), and their product is
-formed in ceil(log2 d) levels of one batched matmul each (pairs (2j, 2j + 1); an odd one out
-waits for the next level). This costs R / m + 1 times the sweep's FLOPs (matrix-matrix instead
-of vector-matrix products) in ~log2 d large ops instead of ~6 d small ones.
+The scan (`scan_products`, `_Scan`) is the sequential sweep without autograd's bookkeeping:
+runs of k sites merged into one (`scan_group_size`: k = 2 at m = 2, 1 at m >= 8), one matmul
+and one reduction per step forward and backward, the gradients of all cores and features
+formed in one batched op at the end, and the two halves of a middle label site moving in the
+same steps. On a CPU it is the fastest for long sequences (see `choose_contraction`).
+
+The tree: the sequential sweep of `tt_contract` is d small dependent GEMMs, each followed by a
+rescale: for long sequences the cost is Python and autograd overhead per position, not
+arithmetic. Here the features are first contracted into the cores in one batched GEMM, giving
+the d transfer matrices T_k[b] = sum_i f_i(x_k) G_k[:, i, :] (each (R, R)), and their product
+is formed in ceil(log2 d) levels of one batched matmul each (pairs (2j, 2j + 1); an odd one
+out waits for the next level). This costs R / m + 1 times the sweep's FLOPs (matrix-matrix
+instead of vector-matrix products) in ~log2 d large ops instead of ~6 d small ones.
 
 Ranks: every core is zero-padded to (R, m, R), R the largest bond (boundaries included). Zero
 rows and columns stay exactly zero through the products, so the padded product holds the exact
@@ -23,15 +29,17 @@ matrices of one chunk at a time are alive (B * chunk_size * R^2 numbers instead 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-TTContraction = Literal["auto", "sequential", "tree", "chunked"]
-CONTRACTIONS: tuple[str, ...] = ("auto", "sequential", "tree", "chunked")
+TTContraction = Literal["auto", "sequential", "scan", "tree", "chunked"]
+CONTRACTIONS: tuple[str, ...] = ("auto", "sequential", "scan", "tree", "chunked")
 
 # `auto`, measured on the 2-core development machine under load from other jobs, one thread,
 # TorchMPS's shapes (README, "Performance"): the sweep costs a fixed overhead per position
@@ -41,15 +49,32 @@ CONTRACTIONS: tuple[str, ...] = ("auto", "sequential", "tree", "chunked")
 # while B R^3 / k, its extra work per position, stays below these (training, inference):
 TREE_MIN_POSITIONS = 8
 TREE_MAX_WORK = {True: 2e5, False: 5e4}
+# Positions from which `auto` takes the scan on the CPU (see `choose_contraction`).
+SCAN_MIN_POSITIONS = 128
 # Transfer matrices alive at once (numbers) before `auto` switches from tree to chunked.
 CHUNKED_ABOVE_NUMBERS = 2**27
 DEFAULT_CHUNK_SIZE = 64
+# The fixed cost of one step of the scan, in multiply-adds (see `scan_group_size`).
+SCAN_STEP_COST = 6e4
+# The scan rescales its state after every this many steps (see `_Scan`).
+SCAN_RESCALE_EVERY = 2
 
 
 def choose_contraction(
-    batch: int, positions: int, rank: int, feature_dim: int, training: bool = True
+    batch: int,
+    positions: int,
+    rank: int,
+    feature_dim: int,
+    training: bool = True,
+    device_type: str = "cpu",
 ) -> str:
-    """The strategy `auto` uses for (B, d, R, m): "sequential", "tree" or "chunked".
+    """The strategy `auto` uses for (B, d, R, m): "sequential", "scan", "tree" or "chunked".
+
+    On the CPU, sequences of at least SCAN_MIN_POSITIONS positions take the scan (measured on
+    the 2-core development machine at TorchMPS's shapes, d = 196 and 784: 2-4x the tree's
+    images/s in training, 2x the sweep's in inference); shorter ones keep the rule below, where
+    the scan only ties with the sweep (d = 16 and 64, R = 16, m = 8 and 32). On other devices
+    (not measured for the scan) the rule below: the tree for long sequences.
 
     Args:
         batch: B, the batch size.
@@ -58,7 +83,10 @@ def choose_contraction(
         feature_dim: m, the size of each feature vector.
         training: whether gradients will be taken (autograd makes the sweep's per-position
             overhead larger, so the tree wins for larger B R^3).
+        device_type: where the contraction runs ("cpu", "cuda", ...).
     """
+    if device_type == "cpu" and positions >= SCAN_MIN_POSITIONS:
+        return "scan"
     group = group_size(rank, feature_dim)
     if positions < TREE_MIN_POSITIONS or batch * rank**3 / group > TREE_MAX_WORK[training]:
         return "sequential"
@@ -67,16 +95,80 @@ def choose_contraction(
     return "tree"
 
 
+class CoreBlocks(Sequence[Tensor]):
+    """d TT cores held as a few blocks of equal-shaped cores, block i (n_i, r, m, r') = n_i cores.
+
+    A network that stores its uniform interior as one (d - 2, r, m, r) parameter hands its cores
+    over as `CoreBlocks([first[None], interior, last[None]])`: the engine pads and stacks them
+    in one op per block (`stack_padded`) instead of one per position, and autograd accumulates
+    one gradient per block. Indexing gives a view of one core, slicing (step 1) a `CoreBlocks`.
+
+    Args:
+        blocks: tensors (n_i, r_i, m, r'_i), in position order; empty blocks are dropped.
+    """
+
+    def __init__(self, blocks: Sequence[Tensor]) -> None:
+        self.blocks = [block for block in blocks if block.shape[0]]
+        self._length = sum(block.shape[0] for block in self.blocks)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for block in self.blocks:
+            yield from block.unbind(0)
+
+    @overload
+    def __getitem__(self, index: int) -> Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> CoreBlocks: ...
+
+    def __getitem__(self, index: int | slice) -> Tensor | CoreBlocks:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._length)
+            if step != 1:
+                raise ValueError(f"CoreBlocks slices take step 1, got {step}.")
+            blocks, offset = [], 0
+            for block in self.blocks:
+                low, high = max(start - offset, 0), min(stop - offset, block.shape[0])
+                if low < high:
+                    blocks.append(block[low:high])
+                offset += block.shape[0]
+            return CoreBlocks(blocks)
+        position = operator.index(index) + (self._length if index < 0 else 0)
+        if not 0 <= position < self._length:
+            raise IndexError(f"core index {index} out of range for {self._length} cores")
+        for block in self.blocks:
+            if position < block.shape[0]:
+                return block[position]
+            position -= block.shape[0]
+        raise AssertionError("unreachable")
+
+
+def _pieces(cores: Sequence[Tensor]) -> list[tuple[Tensor, tuple[int, int]]]:
+    """(tensor, (r_in, r_out)) per block of `cores` (per core for a plain sequence)."""
+    if isinstance(cores, CoreBlocks):
+        return [(block, (block.shape[1], block.shape[-1])) for block in cores.blocks]
+    return [(core, (core.shape[0], core.shape[-1])) for core in cores]
+
+
 def padded_rank(cores: Sequence[Tensor]) -> int:
     """R: the largest bond dimension of `cores` (r_0 and r_d included)."""
-    return max(max(core.shape[0], core.shape[-1]) for core in cores)
+    return max(max(bonds) for _, bonds in _pieces(cores))
 
 
 def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
     """cores[k] (r_k, m, r_{k+1}) -> (d, R, m, R), each core zero-padded at the end of its bonds.
 
-    Cores already (R, m, R) are stacked as they are (one op for the uniform interior).
+    Cores already (R, m, R) are stacked as they are; `CoreBlocks` in one op per block.
     """
+    if isinstance(cores, CoreBlocks):
+        blocks = [
+            F.pad(block, (0, rank - block.shape[-1], 0, 0, 0, rank - block.shape[1]))
+            for block in cores.blocks
+        ]
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
     padded = [
         core
         if core.shape[0] == rank and core.shape[-1] == rank
@@ -84,6 +176,18 @@ def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
         for core in cores
     ]
     return torch.stack(padded)
+
+
+def scan_group_size(rank: int, feature_dim: int, batch: int) -> int:
+    """k for the scan: how many consecutive sites one step takes (see `merged_sites`).
+
+    A step costs m^k R^2 B multiply-adds plus a fixed overhead (a few small ops), so per site
+    (m^k R^2 B + SCAN_STEP_COST) / k; k in 1..3 minimises it. SCAN_STEP_COST was fitted on the
+    2-core development machine: at m = 2, k = 2 was fastest for R = 10 and 20, B = 100 (training)
+    and 1000 (inference); at m >= 8 merging never paid.
+    """
+    costs = {k: (feature_dim**k * rank * rank * batch + SCAN_STEP_COST) / k for k in (1, 2, 3)}
+    return min(costs, key=costs.get)
 
 
 def group_size(rank: int, feature_dim: int) -> int:
@@ -102,20 +206,23 @@ def group_size(rank: int, feature_dim: int) -> int:
     return min(costs, key=costs.get) if costs else 1
 
 
-def merged_sites(features: Tensor, stacked: Tensor, group: int) -> tuple[Tensor, Tensor]:
+def merged_sites(
+    features: Tensor, stacked: Tensor, group: int, sites: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Merge each run of `group` consecutive sites into one site of dimension m^group.
 
     features (B, d, m), stacked cores (d, R, m, R) -> features (B, n, m^k), cores (n, R, m^k, R),
     n = ceil(d / k). The merged core is the product of the k cores (batch-independent, computed
     once); the merged feature is the outer product of the k features, so its transfer matrix is
     the product of the k transfer matrices. A last incomplete run is completed by identity
-    sites (core I on feature 0, feature e_0): multiplying by I is exact.
+    sites (core I on feature 0, feature e_0): multiplying by I is exact. With `sites` (a
+    multiple of `group`, at least d), identity sites are appended up to that many.
     """
-    if group == 1:
-        return features, stacked
     batch, positions, feature_dim = features.shape
     rank = stacked.shape[1]
-    missing = -positions % group
+    missing = -positions % group if sites is None else sites - positions
+    if group == 1 and not missing:
+        return features, stacked
     if missing:
         identity = stacked.new_zeros(missing, rank, feature_dim, rank)
         identity[:, :, 0, :] = torch.eye(rank, dtype=stacked.dtype, device=stacked.device)
@@ -123,6 +230,8 @@ def merged_sites(features: Tensor, stacked: Tensor, group: int) -> tuple[Tensor,
         unit = features.new_zeros(batch, missing, feature_dim)
         unit[:, :, 0] = 1
         features = torch.cat([features, unit], dim=1)
+    if group == 1:
+        return features, stacked
     count = (positions + missing) // group
     stacked = stacked.unflatten(0, (count, group))
     features = features.unflatten(1, (count, group))
@@ -132,6 +241,25 @@ def merged_sites(features: Tensor, stacked: Tensor, group: int) -> tuple[Tensor,
         cores = cores.reshape(count, rank, -1, rank)
         merged = (merged[..., :, None] * features[:, :, site, None, :]).reshape(batch, count, -1)
     return merged, cores
+
+
+def merged_columns(columns: Tensor, group: int, sites: int) -> Tensor:
+    """`merged_sites` for the features alone, batch last: (d, m, B) -> (sites / k, m^k, B).
+
+    Identity sites (feature e_0) are appended up to `sites`. With the batch innermost, the
+    outer products are contiguous broadcasts (10x faster than with m innermost at m = 2).
+    """
+    positions, feature_dim, batch = columns.shape
+    if sites > positions:
+        unit = columns.new_zeros(sites - positions, feature_dim, batch)
+        unit[:, 0] = 1
+        columns = torch.cat([columns, unit])
+    columns = columns.unflatten(0, (sites // group, group))
+    merged = columns[:, 0]
+    for site in range(1, group):
+        merged = merged[:, :, None] * columns[:, site, None]
+        merged = merged.reshape(sites // group, -1, batch)
+    return merged
 
 
 def transfer_matrices(features: Tensor, stacked: Tensor, group: int = 1) -> Tensor:
@@ -188,6 +316,123 @@ def tree_product(matrices: Tensor, log_format: bool) -> tuple[Tensor, Tensor]:
     if tail is not None:
         product, log_scale = torch.bmm(product, tail), log_scale + tail_log
     return product, log_scale
+
+
+class _Scan(torch.autograd.Function):
+    """The sweep over merged sites, run without autograd and differentiated by hand.
+
+    weights (n, S, R, M, R): the cores of n (merged) sites of S independent chains; features
+    (n, S, M, B), batch last. Each chain starts from e_0 and takes n steps
+    h_j[l, b] = sum_{i, c} h_{j-1}[i, b] f_j[c, b] W_j[i, c, l], each one (M R, R) @ (R, B)
+    matmul and one reduction over c. The transfer matrices (R, R) per sample are never formed:
+    only (M R, B) per step, so nothing of size n S R^2 B is allocated. Log format: after every
+    SCAN_RESCALE_EVERY-th step (and the last) the state is divided by its max magnitude, as the
+    tree does per level (between two rescales the state passes at most 2 k sites). Backward:
+    per step one matmul and one reduction; the gradients of all weights and features then come
+    from one batched matmul and one reduction. Autograd would record ~6 nodes per step instead.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: Tensor, features: Tensor, log_format: bool) -> tuple[Tensor, Tensor]:
+        count, sides, rank, width, _ = weights.shape
+        batch = features.shape[-1]
+        keep = any(ctx.needs_input_grad)
+        # states[j]: the (rescaled) state before step j; only two buffers without gradients
+        states = weights.new_empty(count + 1 if keep else 2, sides, rank, batch)
+        states[0].zero_()
+        states[0, :, 0] = 1
+        scales = weights.new_ones(count, sides, 1, batch)
+        # (M R_out, R_in): the left factor of step j's matmul
+        left = weights.permute(0, 1, 3, 4, 2).reshape(count, sides, width * rank, rank).unbind(0)
+        step_features = features[:, :, :, None].unbind(0)
+        buffers, step_scales = states.unbind(0), scales.unbind(0)
+        tiny = torch.finfo(weights.dtype).tiny
+        mixed = weights.new_empty(sides, width * rank, batch)
+        for step in range(count):
+            state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
+            torch.bmm(left[step], buffers[state], out=mixed)
+            product = mixed.view(sides, width, rank, batch).mul_(step_features[step])
+            torch.sum(product, dim=1, out=buffers[new])
+            if log_format and _rescaled(step, count):
+                torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
+                step_scales[step].clamp_min_(tiny)
+                buffers[new].div_(step_scales[step])
+        ctx.log_format = log_format
+        if keep:
+            ctx.save_for_backward(weights, features, states, scales)
+        log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
+        ctx.mark_non_differentiable(log_scale)
+        return buffers[new].clone(), log_scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor, Tensor | None, None]:
+        weights, features, states, scales = ctx.saved_tensors
+        count, sides, rank, width, _ = weights.shape
+        batch = features.shape[-1]
+        flat = weights.view(count, sides, rank * width, rank).unbind(0)
+        step_features = features[:, :, None].unbind(0)
+        grads = torch.empty_like(states[1:])  # grads[j]: d loss / d (output of step j, unscaled)
+        mixed = weights.new_empty(count, sides, rank, width, batch)  # W_j g_j
+        step_grads, step_mixed = grads.unbind(0), mixed.view(count, sides, -1, batch).unbind(0)
+        step_scales = scales.unbind(0)
+        step_grads[-1].copy_(grad_state)
+        for step in range(count - 1, -1, -1):
+            if ctx.log_format and _rescaled(step, count):
+                step_grads[step].div_(step_scales[step])
+            torch.bmm(flat[step], step_grads[step], out=step_mixed[step])
+            if step:
+                torch.linalg.vecdot(
+                    mixed[step], step_features[step], dim=2, out=step_grads[step - 1]
+                )
+        grad_weights = grad_features = None
+        if ctx.needs_input_grad[0]:
+            inputs = states[:-1, :, :, None] * features[:, :, None]  # (n, S, R, M, B)
+            grad_weights = torch.matmul(
+                inputs.view(count, sides, rank * width, batch), grads.transpose(-1, -2)
+            ).view_as(weights)
+        if ctx.needs_input_grad[1]:
+            grad_features = torch.linalg.vecdot(mixed, states[:-1, :, :, None], dim=2)
+        return grad_weights, grad_features, None
+
+
+def _rescaled(step: int, count: int) -> bool:
+    """Whether the scan rescales the state after this step (of `count`)."""
+    return step % SCAN_RESCALE_EVERY == SCAN_RESCALE_EVERY - 1 or step == count - 1
+
+
+def scan_products(
+    sides: Sequence[tuple[Tensor, Sequence[Tensor], bool]], log_format: bool
+) -> list[tuple[Tensor, Tensor]]:
+    """Boundary products of one or more TT chains by one hand-differentiated sweep (`_Scan`).
+
+    Each side is (features (B, d_s, m), cores (r_k, m, r_{k+1}), reverse) as in
+    `tt_boundary_product`. Runs of `scan_group_size` sites are merged into one (`merged_sites`),
+    a reversed side is turned into a forward one (cores in reverse order, bonds swapped), every
+    side is padded with identity sites to the same number of merged sites, and the sides move
+    together: both halves of a middle label site take the same n steps. Returns
+    (state (B, r), log scale (B, 1)) per side, as `tt_boundary_product` does.
+    """
+    rank = max(padded_rank(cores) for _, cores, _ in sides)
+    features = sides[0][0]
+    group = scan_group_size(rank, features.shape[-1], len(sides) * features.shape[0])
+    count = max(-(-len(cores) // group) for _, cores, _ in sides)
+    merged_features, merged_cores = [], []
+    for features, cores, reverse in sides:
+        stacked = stack_padded(cores, rank)
+        columns = features.permute(1, 2, 0).contiguous()  # (d_s, m, B): batch last from here
+        if reverse:
+            columns, stacked = columns.flip(0), stacked.flip(0).transpose(1, 3)
+        merged_features.append(merged_columns(columns, group, count * group))
+        merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
+    features = torch.stack(merged_features, dim=1)  # (n, S, M, B)
+    weights = torch.stack(merged_cores, dim=1).contiguous()  # (n, S, R, M, R)
+    state, log_scale = _Scan.apply(weights, features, log_format)
+    results = []
+    for index, (_, cores, reverse) in enumerate(sides):
+        size = cores[0].shape[0] if reverse else cores[-1].shape[-1]
+        results.append((state[index, :size].T, log_scale[index].T))
+    return results
 
 
 def chunked_product(
@@ -272,17 +517,38 @@ def tt_boundary_product(
 
 
 def resolve_contraction(contraction: str, features: Tensor, cores: Sequence[Tensor]) -> str:
-    """Check `contraction` and turn "auto" into a strategy for these shapes."""
+    """Check `contraction` and turn "auto" into a strategy for these shapes (and device).
+
+    While tracing (`tracing`), "scan" becomes "tree".
+    """
     if contraction not in CONTRACTIONS:
         raise ValueError(
             f"contraction must be one of {', '.join(map(repr, CONTRACTIONS))}, got {contraction!r}."
         )
+    if contraction == "scan" and tracing():
+        return "tree"
     if contraction != "auto":
         return contraction
     batch, positions, feature_dim = features.shape
     if not isinstance(batch, int):  # a symbolic batch (torch.export): decide without it
         batch = 1
     training = torch.is_grad_enabled() and (
-        features.requires_grad or any(core.requires_grad for core in cores)
+        features.requires_grad or any(piece.requires_grad for piece, _ in _pieces(cores))
     )
-    return choose_contraction(batch, positions, padded_rank(cores), feature_dim, training)
+    rank = padded_rank(cores)
+    choice = choose_contraction(batch, positions, rank, feature_dim, training, features.device.type)
+    return "tree" if choice == "scan" and tracing() else choice
+
+
+def tracing() -> bool:
+    """True while torch.compile, torch.export, TorchScript or ONNX export trace the code.
+
+    The scan (a Python loop of in-place ops inside an autograd.Function) is not traceable:
+    `resolve_contraction` gives the tree instead, which has the same numbers.
+    """
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+    )

@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 ACTIVATIONS = {
     "relu": torch.relu,
@@ -66,7 +67,8 @@ class FeatureMap(nn.Module):
             keep = torch.rand_like(features[..., :1]) >= self.dropout
             features = features * keep / (1.0 - self.dropout)
         if self.append_one:
-            features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
+            # the constant as a one-column pad: `cat` copies one element at a time here
+            features = F.pad(features, (0, 1), value=1.0)
         return features
 
     def extra_repr(self) -> str:

@@ -131,8 +131,15 @@ class PatchExtractor(nn.Module):
                 f"{tuple(images.shape)}. Resize the images or build the network with matching "
                 f"in_channels and image_size."
             )
-        patches = F.unfold(images, kernel_size=self.patch_size, stride=self.stride)
-        return patches.transpose(1, 2)[:, self.order]
+        if self.stride == self.patch_size:  # a partition of the image: a reshape, no im2col
+            patches = images[:, :, : self.grid[0] * self.stride, : self.grid[1] * self.stride]
+            patches = patches.unflatten(2, (self.grid[0], self.stride))
+            patches = patches.unflatten(4, (self.grid[1], self.stride))  # (B, C, gh, k, gw, k)
+            patches = patches.permute(0, 2, 4, 1, 3, 5).flatten(3).flatten(1, 2)
+        else:
+            patches = F.unfold(images, kernel_size=self.patch_size, stride=self.stride)
+            patches = patches.transpose(1, 2)
+        return patches if self.ordering == "raster" else patches[:, self.order]
 
     def fold(self, patches: Tensor) -> Tensor:
         """(B, d, n) -> (B, C, H, W); overlapping pixels are averaged."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tensor_zoo.functional.tt_engine import tracing
 from tensor_zoo.layers import FeatureMapName, Ordering, PatchExtractor, build_feature_map
 
 
@@ -126,16 +127,6 @@ def require_multilinear(net: nn.Module, what: str) -> None:
             f"tensor_zoo.expressivity.grid_tensor(net, templates) and matricization_rank on the "
             f"grid tensor, or cp_rank_lower_bound(net), which work through its contraction."
         )
-
-
-def _tracing() -> bool:
-    """True while torch.compile / torch.export / TorchScript / ONNX export trace a module."""
-    return (
-        torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.onnx.is_in_onnx_export()
-    )
 
 
 class TensorNetwork(nn.Module):
@@ -317,7 +308,7 @@ class TensorNetwork(nn.Module):
         One min/max per batch in eval mode, only the first batch in training mode; never while
         torch.compile, torch.export or ONNX export trace the network.
         """
-        if self._range_warned or normalised.numel() == 0 or _tracing():
+        if self._range_warned or normalised.numel() == 0 or tracing():
             return
         if self.training:
             if self._training_range_checked:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from tensor_zoo.functional import Xi, check_xi, tt_contract, tt_contract_xi, tt_round, tt_to_dense
-from tensor_zoo.functional.tt_engine import CONTRACTIONS, TTContraction
+from tensor_zoo.functional.tt_engine import CONTRACTIONS, CoreBlocks, TTContraction
 from tensor_zoo.networks.base import (
     TensorNetwork,
     expand_ranks,
@@ -70,10 +70,11 @@ class TTNet(TensorNetwork):
     `full_tensor()` only exists for the product: other networks have no weight tensor.
 
     `contraction` says how the chain is multiplied out: "sequential" (the sweep, one small
-    GEMM per position), "tree" (transfer matrices multiplied in a balanced tree: log2 d batched
-    matmuls), "chunked" (tree per chunk, bounded memory) or "auto" (chosen from batch size,
-    d, rank and m; see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the
-    same logits and gradients up to rounding.
+    GEMM per position), "scan" (the sweep as one hand-differentiated op over merged sites),
+    "tree" (transfer matrices multiplied in a balanced tree: log2 d batched matmuls), "chunked"
+    (tree per chunk, bounded memory) or "auto" (chosen from batch size, d, rank, m and device;
+    see `tensor_zoo.functional.tt_engine.choose_contraction`). All give the same logits and
+    gradients up to rounding.
 
     Args:
         rank: the TT-rank (hidden width) of every bond, or the list of the d - 1 bond ranks
@@ -82,8 +83,8 @@ class TTNet(TensorNetwork):
             classes out of its final state) or "middle" (a label core on bond d // 2).
         xi: the binary operation of the units: "product" (the TT network), "relu" (the ReLU
             RNN) or "logsumexp" (generalized TT networks).
-        contraction: how the chain of cores is multiplied out: "auto", "sequential", "tree"
-            or "chunked" (the same numbers; only speed and memory differ).
+        contraction: how the chain of cores is multiplied out: "auto", "sequential", "scan",
+            "tree" or "chunked" (the same numbers; only speed and memory differ).
         **kwargs: the front end's arguments (in_channels, image_size, patch_size,
             feature_dim, num_classes, ...): see `TensorNetwork`.
     """
@@ -116,15 +117,39 @@ class TTNet(TensorNetwork):
         self.ranks = expand_ranks(rank, d - 1, f"one per bond between the {d} positions")
         last = self.num_classes if label_site == "last" else 1
         bonds = [1, *self.ranks, last]
-        self.cores = nn.ParameterList(
-            nn.Parameter(torch.empty(bonds[k], m, bonds[k + 1])) for k in range(d)
-        )
+        if d >= 3 and len(set(self.ranks)) == 1:  # uniform interior: stored stacked
+            inner_rank = self.ranks[0]
+            self.first_core = nn.Parameter(torch.empty(1, m, inner_rank))
+            self.inner_cores = nn.Parameter(torch.empty(d - 2, inner_rank, m, inner_rank))
+            self.last_core = nn.Parameter(torch.empty(inner_rank, m, last))
+            self.register_state_dict_post_hook(_cores_per_position)
+            self.register_load_state_dict_pre_hook(_cores_stacked)
+        else:
+            self.cores = nn.ParameterList(
+                nn.Parameter(torch.empty(bonds[k], m, bonds[k + 1])) for k in range(d)
+            )
         self.label_core = None
         if label_site == "middle":
             middle = self.ranks[d // 2 - 1]
             self.label_core = nn.Parameter(torch.empty(middle, self.num_classes, middle))
         self.reset_parameters()
         self.record_config(rank=rank, label_site=label_site, xi=xi, contraction=contraction)
+
+    @property
+    def cores(self) -> Sequence[Tensor]:
+        """The d cores (r_k, m, r_{k+1}) in position order (the label core apart: `label_core`).
+
+        Storage: with one rank on every inner bond (and d >= 3) the cores are three parameters,
+        `first_core` (1, m, r), `inner_cores` (d - 2, r, m, r) and `last_core` (r, m, r_d), and
+        this is a `CoreBlocks` of views of them (in-place changes under `torch.no_grad()` reach
+        the parameters); otherwise an `nn.ParameterList`. One stacked parameter makes the
+        optimizer step, gradient accumulation and the engine's stacking one op instead of d.
+        `state_dict()` has the per-position names `cores.{k}` either way
+        (docs/checkpoint-format.md), and `load_state_dict` takes them.
+        """
+        if "cores" in self._modules:
+            return self._modules["cores"]
+        return CoreBlocks([self.first_core[None], self.inner_cores, self.last_core[None]])
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -156,13 +181,15 @@ class TTNet(TensorNetwork):
         """Other xi than the product: each core's step 1/sqrt(m) as large (generalized_lr_scale)."""
         if self.xi == "product":
             return {}
-        return {
-            f"cores.{k}": generalized_lr_scale(self.feature_dim) for k in range(len(self.cores))
-        }
+        if "cores" in self._modules:
+            names = [f"cores.{k}" for k in range(len(self.cores))]
+        else:
+            names = ["first_core", "inner_cores", "last_core"]
+        return dict.fromkeys(names, generalized_lr_scale(self.feature_dim))
 
-    def tt_cores(self) -> list[Tensor]:
+    def tt_cores(self) -> Sequence[Tensor]:
         """The d cores (r_k, m, r_{k+1}), position order (the label core apart: `label_core`)."""
-        return list(self.cores)
+        return self.cores
 
     def contract(self, features: Tensor) -> Tensor:
         return tt_logits(
@@ -304,6 +331,61 @@ class TTNet(TensorNetwork):
             if net.label_core is not None:
                 net.label_core.copy_(torch.einsum("ya,ab->ayb", cp.weights, eye))
         return net
+
+
+STACKED_CORES = ("first_core", "inner_cores", "last_core")
+
+
+def _cores_per_position(
+    module: TTNet, state: dict[str, Tensor], prefix: str, local_metadata: dict
+) -> None:
+    """state_dict post-hook: the stacked cores under their per-position names `cores.{k}`.
+
+    The file format stays what it always was (and older versions of the library read new
+    files). Without `keep_vars` each core is its own copy, so that safetensors (which refuses
+    tensors sharing memory) can write them.
+    """
+    items = list(state.items())
+    state.clear()
+    position = 0
+    for key, value in items:
+        name = key[len(prefix) :] if key.startswith(prefix) else None
+        if name not in STACKED_CORES:
+            state[key] = value
+            continue
+        cores = value.unbind(0) if name == "inner_cores" else [value]
+        for core in cores:
+            state[f"{prefix}cores.{position}"] = core if value.requires_grad else core.clone()
+            position += 1
+
+
+def _cores_stacked(
+    module: TTNet,
+    state: dict[str, Tensor],
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """load_state_dict pre-hook: per-position cores `cores.{k}` into the stacked parameters.
+
+    Left as they are when a core is missing or has another shape: load_state_dict then
+    reports the stacked names as missing and the per-position ones as unexpected.
+    """
+    count = module.inner_cores.shape[0] + 2
+    keys = [f"{prefix}cores.{k}" for k in range(count)]
+    if not all(key in state for key in keys):
+        return
+    expected = [module.first_core.shape] + [module.inner_cores.shape[1:]] * (count - 2)
+    expected.append(module.last_core.shape)
+    if any(state[key].shape != shape for key, shape in zip(keys, expected, strict=True)):
+        return
+    cores = [state.pop(key) for key in keys]
+    state[f"{prefix}first_core"] = cores[0]
+    state[f"{prefix}inner_cores"] = torch.stack(cores[1:-1])
+    state[f"{prefix}last_core"] = cores[-1]
 
 
 def tt_logits(
