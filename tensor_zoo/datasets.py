@@ -213,3 +213,48 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class SiteLayout:
+    """Another way to cut the images into sites than the dataset's recipe default, named in
+    model names: `{arch}-{dataset}-{layout}-r{rank}` (`tt-mnist-pixels-r20`).
+
+    Args:
+        key: its name in model names.
+        description: what it is, in words (for docs and cards).
+        network_args: the network arguments it sets, over the dataset's `recipe_args`.
+        tt_args: further arguments for TT networks only.
+    """
+
+    key: str
+    description: str
+    network_args: Mapping[str, Any]
+    tt_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Read-only, as `DatasetSpec.recipe_args`."""
+        object.__setattr__(self, "network_args", MappingProxyType(dict(self.network_args)))
+        object.__setattr__(self, "tt_args", MappingProxyType(dict(self.tt_args)))
+
+
+SITE_LAYOUTS: dict[str, SiteLayout] = {
+    layout.key: layout
+    for layout in (
+        SiteLayout(
+            key="pixels",
+            description=(
+                "one site per pixel (patch 1, d = H x W) with the 2-dimensional feature map "
+                "[x, 1], the label core in the middle of a TT: the matrix product state of "
+                "Stoudenmire and Schwab and of TorchMPS (recipes/configs/mnist_pixels.yaml)"
+            ),
+            network_args={
+                "patch_size": 1,
+                "feature_dim": 2,
+                "feature_map": "identity",
+                "dropout": 0.0,
+            },
+            tt_args={"label_site": "middle"},
+        ),
+    )
+}

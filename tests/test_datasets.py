@@ -19,7 +19,14 @@ from tensor_zoo.datasets import DATASETS
 from tensor_zoo.networks import build_network
 from tensor_zoo.zoo import transforms
 from tensor_zoo.zoo.evaluate import data_module_for
-from tensor_zoo.zoo.registry import PACKAGED_INDEX, ZOO_DATASETS, architecture_config, read_index
+from tensor_zoo.zoo.registry import (
+    PACKAGED_INDEX,
+    ZOO_DATASETS,
+    ModelName,
+    UnknownModelError,
+    architecture_config,
+    read_index,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"mnist": "mnist", "fashion_mnist": "fashion-mnist", "cifar10": "cifar10", "toy": "toy"}
@@ -135,6 +142,37 @@ def test_recipes_print_the_tables_network_arguments(recipe, network, tmp_path, m
     assert printed["class_path"] == f"tensor_zoo.{network}"
     defaults = DATASETS[RECIPES[recipe]].network_defaults()
     assert {key: printed["init_args"][key] for key in defaults} == defaults
+
+
+def test_the_pixel_recipe_builds_what_the_pixels_layout_names(tmp_path, monkeypatch, capsys):
+    """recipes/configs/mnist_pixels.yaml (over mnist.yaml) and `tt-mnist-pixels-r10` of the
+    layout table are the same network."""
+    from tensor_zoo.lightning.cli import run_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["recipes/mnist.py"])
+    pixels = ROOT / "recipes" / "configs" / "mnist_pixels.yaml"
+    with pytest.raises(SystemExit) as info:
+        run_recipe(MNISTDataModule, ROOT / "recipes" / "configs" / "mnist.yaml",
+                   ["fit", "--config", str(pixels), "--print_config"])  # fmt: skip
+    assert info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["model"]["network"]
+    named = tensor_zoo.create_model("tt-mnist-pixels-r10")
+    assert build_network(printed).config == named.config
+    assert named.num_positions == 28 * 28 and named.config["init_args"]["feature_dim"] == 2
+    assert named.config["init_args"]["label_site"] == "middle"
+
+
+def test_layout_names_parse_beside_hyphenated_dataset_names():
+    assert ModelName.parse("tt-mnist-pixels-r20") == ModelName("tt", "mnist", 20, "pixels")
+    assert ModelName.parse("cp-fashion-mnist-pixels-r4") == ModelName(
+        "cp", "fashion-mnist", 4, "pixels"
+    )
+    assert ModelName.parse("tt-fashion-mnist-r16") == ModelName("tt", "fashion-mnist", 16)
+    cp = architecture_config("cp", "mnist", 8, "pixels")["init_args"]
+    assert cp["patch_size"] == 1 and "label_site" not in cp  # the TT-only argument stays TT's
+    with pytest.raises(UnknownModelError, match="layout in \\['pixels'\\]"):
+        ModelName.parse("tt-mnist-pixel-r20")
 
 
 def test_a_short_copy_of_an_official_dataset_is_reported(tmp_path, caplog):

@@ -1,6 +1,8 @@
 """Model names, the index of published checkpoints, and what each name means.
 
-A name is `{arch}-{dataset}-r{rank}` (`tt-cifar10-r16`). Two kinds of names exist:
+A name is `{arch}-{dataset}-r{rank}` (`tt-cifar10-r16`), or `{arch}-{dataset}-{layout}-r{rank}`
+for a site layout other than the recipe's patches (`tt-mnist-pixels-r20`: one site per pixel;
+`SITE_LAYOUTS` of `tensor_zoo.datasets`). Two kinds of names exist:
 
 - published checkpoints: the entries of `index.json` (shipped inside the package; the
   `TENSOR_ZOO_INDEX` variable points elsewhere), each with
@@ -25,13 +27,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tensor_zoo.datasets import DATASETS, DatasetSpec
+from tensor_zoo.datasets import DATASETS, SITE_LAYOUTS, DatasetSpec
 
 PACKAGED_INDEX = Path(__file__).with_name("index.json")
 FORMAT_VERSION = 1
 ARCHITECTURES = {"cp": "CPNet", "tt": "TTNet", "ht": "HTNet"}
 LISTED_RANKS = (8, 16, 32)
-NAME_PATTERN = re.compile(r"^(?P<arch>[a-z]+)-(?P<dataset>[a-z0-9-]+)-r(?P<rank>[0-9]+)$")
+_LAYOUTS = "|".join(SITE_LAYOUTS)
+NAME_PATTERN = re.compile(
+    rf"^(?P<arch>[a-z]+)-(?P<dataset>[a-z0-9-]+?)(?:-(?P<layout>{_LAYOUTS}))?-r(?P<rank>[0-9]+)$"
+)
 
 
 # the datasets of tensor_zoo.datasets that model names may name (the toy sets have none)
@@ -47,18 +52,19 @@ class UnknownModelError(KeyError):
 
 @dataclass(frozen=True)
 class ModelName:
-    """A parsed `{arch}-{dataset}-r{rank}` name."""
+    """A parsed `{arch}-{dataset}[-{layout}]-r{rank}` name (layout None: the recipe's)."""
 
     arch: str
     dataset: str
     rank: int
+    layout: str | None = None
 
     @classmethod
     def parse(cls, name: str) -> ModelName:
         match = NAME_PATTERN.match(name)
         if not match or match["arch"] not in ARCHITECTURES or match["dataset"] not in ZOO_DATASETS:
             raise UnknownModelError(unknown_name_message(name))
-        return cls(match["arch"], match["dataset"], int(match["rank"]))
+        return cls(match["arch"], match["dataset"], int(match["rank"]), match["layout"])
 
 
 class IndexFileError(ValueError):
@@ -199,8 +205,9 @@ def unknown_name_message(name: str) -> str:
     close = difflib.get_close_matches(name.strip().lower(), known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
-        f"Unknown model {name!r}.{hint} Names are {{arch}}-{{dataset}}-r{{rank}} with arch in "
-        f"{sorted(ARCHITECTURES)} and dataset in {sorted(ZOO_DATASETS)}; "
+        f"Unknown model {name!r}.{hint} Names are {{arch}}-{{dataset}}-r{{rank}} or "
+        f"{{arch}}-{{dataset}}-{{layout}}-r{{rank}} with arch in {sorted(ARCHITECTURES)}, dataset "
+        f"in {sorted(ZOO_DATASETS)} and layout in {sorted(SITE_LAYOUTS)}; "
         f"`tensor_zoo.list_models()` lists the published checkpoints."
     )
 
@@ -237,19 +244,27 @@ def default_network_config(name: str) -> dict[str, Any]:
     if entry is not None:
         return copy.deepcopy(entry["config"]["architecture"])
     parsed = ModelName.parse(name)
-    return architecture_config(parsed.arch, parsed.dataset, parsed.rank)
+    return architecture_config(parsed.arch, parsed.dataset, parsed.rank, parsed.layout)
 
 
-def architecture_config(arch: str, dataset: str, rank: int) -> dict[str, Any]:
-    """The network config of `{arch}-{dataset}-r{rank}` from the dataset table alone: the
-    dataset's recipe defaults (`DatasetSpec.network_defaults()`) at that rank.
+def architecture_config(
+    arch: str, dataset: str, rank: int, layout: str | None = None
+) -> dict[str, Any]:
+    """The network config of `{arch}-{dataset}[-{layout}]-r{rank}` from the tables alone: the
+    dataset's recipe defaults (`DatasetSpec.network_defaults()`) at that rank, with a site
+    layout's arguments over them.
 
     Args:
         arch: "cp", "tt" or "ht".
         dataset: a key of `ZOO_DATASETS` ("mnist", "fashion-mnist", "cifar10", "digits").
         rank: the network's rank.
+        layout: a key of `SITE_LAYOUTS` ("pixels"), or None for the recipe's patches.
     """
     init_args = {**ZOO_DATASETS[dataset].network_defaults(), "rank": rank}
+    if layout is not None:
+        init_args.update(SITE_LAYOUTS[layout].network_args)
+        if arch == "tt":
+            init_args.update(SITE_LAYOUTS[layout].tt_args)
     if arch == "ht":  # HT always on its quad-tree, whatever order the others use
         init_args.pop("ordering", None)
     return {"class_path": f"tensor_zoo.{ARCHITECTURES[arch]}", "init_args": init_args}
