@@ -53,9 +53,15 @@ def tensor_zoo_model(
 ) -> tuple[torch.nn.Module, Callable]:
     """TTNet at TorchMPS's configuration and a function from pixels (B, d) to its input."""
     net = TTNet(
-        in_channels=1, image_size=image_size, patch_size=1, feature_dim=2,
-        feature_map="identity", rank=bond, label_site="middle", contraction=contraction,
-    )  # fmt: skip
+        in_channels=1,
+        image_size=image_size,
+        patch_size=1,
+        feature_dim=2,
+        feature_map="identity",
+        rank=bond,
+        label_site="middle",
+        contraction=contraction,
+    )
     return net, lambda pixels: pixels.view(-1, 1, image_size, image_size)
 
 

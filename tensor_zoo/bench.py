@@ -291,12 +291,17 @@ def main(
                     for impl in ("tensor_zoo", "reference"):
                         for mode in ("inference", "train"):
                             job = {
-                                "config": config, "network": network, "impl": impl,
-                                "mode": mode, "batch": batch,
-                                "feature_dim": feature_dim, "rank": rank,
-                                "device": device_name, "threads": threads,
+                                "config": config,
+                                "network": network,
+                                "impl": impl,
+                                "mode": mode,
+                                "batch": batch,
+                                "feature_dim": feature_dim,
+                                "rank": rank,
+                                "device": device_name,
+                                "threads": threads,
                                 "min_seconds": min_seconds,
-                            }  # fmt: skip
+                            }
                             results.setdefault((impl, mode), []).append(
                                 pool.apply(_measure, (job,))
                             )

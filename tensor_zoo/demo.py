@@ -42,9 +42,13 @@ def run_demo(
     network = build_network(architecture_config("tt", "digits", rank))
     model = TensorNetClassifier(network, lr=5e-3, scheduler="cosine", warmup_fraction=0.05)
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=1, logger=False,
-        enable_checkpointing=False, enable_model_summary=False,
-    )  # fmt: skip
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     train_seconds = time.perf_counter() - start

@@ -51,18 +51,34 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoo")
     make_idx_dataset(root / "data" / "mnist", train=80, test=30)
     data = MNISTDataModule(root=str(root / "data"), download=False, batch_size=16, val_size=16)
-    network = TTNet(in_channels=1, image_size=28, patch_size=7, feature_dim=4, rank=2,
-                    input_mean=data.mean, input_std=data.std)  # fmt: skip
+    network = TTNet(
+        in_channels=1,
+        image_size=28,
+        patch_size=7,
+        feature_dim=4,
+        rank=2,
+        input_mean=data.mean,
+        input_std=data.std,
+    )
     trainer = L.Trainer(
-        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=root,
-    )  # fmt: skip
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
     trainer.fit(TensorNetClassifier(network), datamodule=data)
     ckpt = root / "run" / "checkpoints" / "best.ckpt"
     trainer.save_checkpoint(ckpt)
     index = root / "index.json"
     folder = export_checkpoint(
-        ckpt, "tt-mnist-r2", command="python recipes/mnist.py --model.network.rank=2",
-        out=root / "checkpoints", data_root=str(root / "data"), index=index, progress=False,
-    )  # fmt: skip
+        ckpt,
+        "tt-mnist-r2",
+        command="python recipes/mnist.py --model.network.rank=2",
+        out=root / "checkpoints",
+        data_root=str(root / "data"),
+        index=index,
+        progress=False,
+    )
     return {"root": root, "folder": folder, "index": index, "network": network.eval()}

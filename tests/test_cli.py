@@ -51,10 +51,17 @@ def toy(
         token: a required option.
     """
     return {
-        "source": source, "targets": targets, "label": label, "passed_on": passed_on,
-        "count": count, "mode": mode, "tags": tags, "dry_run": dry_run, "check": check,
+        "source": source,
+        "targets": targets,
+        "label": label,
+        "passed_on": passed_on,
+        "count": count,
+        "mode": mode,
+        "tags": tags,
+        "dry_run": dry_run,
+        "check": check,
         "token": token,
-    }  # fmt: skip
+    }
 
 
 def run_toy(*args: str) -> dict:
@@ -69,14 +76,32 @@ def run_toy(*args: str) -> dict:
 def test_a_signature_becomes_positionals_options_flags_and_defaults():
     got = run_toy("src", "a", "b", "--token", "t", "--tags", "a", "--tags", "b", "a")
     assert got == {
-        "source": "src", "targets": [Path("a"), Path("b")], "label": None, "passed_on": (),
-        "count": 2, "mode": "fast", "tags": ["a", "b", "a"], "dry_run": False, "check": True,
+        "source": "src",
+        "targets": [Path("a"), Path("b")],
+        "label": None,
+        "passed_on": (),
+        "count": 2,
+        "mode": "fast",
+        "tags": ["a", "b", "a"],
+        "dry_run": False,
+        "check": True,
         "token": "t",
-    }  # fmt: skip
+    }
     got = run_toy(
-        "src", "a", "--count", "5", "--mode", "slow", "--dry-run", "--no-check", "--token", "t",
-        "--", "--x=1", "y",
-    )  # fmt: skip
+        "src",
+        "a",
+        "--count",
+        "5",
+        "--mode",
+        "slow",
+        "--dry-run",
+        "--no-check",
+        "--token",
+        "t",
+        "--",
+        "--x=1",
+        "y",
+    )
     assert got["count"] == 5 and got["mode"] == "slow" and got["dry_run"] and not got["check"]
     assert got["targets"] == [Path("a")] and got["passed_on"] == ("--x=1", "y")
 
@@ -127,9 +152,11 @@ def test_every_command_documents_itself_and_every_option():
         for action in subparser._actions:
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
     listed = subprocess.run(
-        [sys.executable, "-m", "tensor_zoo.cli", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "tensor_zoo.cli", "--help"],
+        capture_output=True,
+        text=True,
         check=True,
-    )  # fmt: skip
+    )
     lines = [line.split() for line in listed.stdout.splitlines()]
     assert [words[0] for words in lines if words and words[0] in command_table()] == list(
         command_table()

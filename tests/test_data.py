@@ -236,19 +236,45 @@ def py2_cifar_pickle(data: np.ndarray, labels: list[int]) -> bytes:
         return b"J" + struct.pack("<i", value)
 
     dtype = (
-        b"cnumpy\ndtype\n" + string(b"u1") + integer(0) + integer(1) + b"\x87R("
-        + integer(3) + string(b"|") + b"NNN" + integer(-1) + integer(-1) + integer(0) + b"tb"
-    )  # fmt: skip
+        b"cnumpy\ndtype\n"
+        + string(b"u1")
+        + integer(0)
+        + integer(1)
+        + b"\x87R("
+        + integer(3)
+        + string(b"|")
+        + b"NNN"
+        + integer(-1)
+        + integer(-1)
+        + integer(0)
+        + b"tb"
+    )
     array = (
-        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + integer(0) + b"\x85"
-        + string(b"b") + b"\x87R(" + integer(1) + integer(data.shape[0]) + integer(data.shape[1])
-        + b"\x86" + dtype + b"\x89" + string(data.astype(np.uint8).tobytes()) + b"tb"
-    )  # fmt: skip
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        + integer(0)
+        + b"\x85"
+        + string(b"b")
+        + b"\x87R("
+        + integer(1)
+        + integer(data.shape[0])
+        + integer(data.shape[1])
+        + b"\x86"
+        + dtype
+        + b"\x89"
+        + string(data.astype(np.uint8).tobytes())
+        + b"tb"
+    )
     values = b"](" + b"".join(integer(label) for label in labels) + b"e"
     return (
-        b"\x80\x02}(" + string(b"batch_label") + string(b"training batch 1 of 5")
-        + string(b"data") + array + string(b"labels") + values + b"u."
-    )  # fmt: skip
+        b"\x80\x02}("
+        + string(b"batch_label")
+        + string(b"training batch 1 of 5")
+        + string(b"data")
+        + array
+        + string(b"labels")
+        + values
+        + b"u."
+    )
 
 
 def test_cifar10_python_release_as_python_2_wrote_it(tmp_path):
@@ -262,8 +288,10 @@ def test_cifar10_python_release_as_python_2_wrote_it(tmp_path):
     data.setup()
     images, labels = next(iter(data.test_dataloader()))
     test_data, test_labels = batches["test_batch"]
-    assert torch.equal((images * 255).round().to(torch.uint8).flatten(1), torch.from_numpy(
-        test_data.astype(np.uint8)))  # fmt: skip
+    assert torch.equal(
+        (images * 255).round().to(torch.uint8).flatten(1),
+        torch.from_numpy(test_data.astype(np.uint8)),
+    )
     assert labels.tolist() == test_labels.tolist()
 
 
@@ -307,17 +335,33 @@ def _cut(path, keep=0.5):
 
 IDX_FAULTS = {
     "gz truncated": (True, "t10k-images-idx3-ubyte.gz", _cut, "cannot be decompressed"),
-    "gz flipped byte": (True, "train-images-idx3-ubyte.gz", lambda p: _flip(p, 300),
-                        "cannot be decompressed"),
+    "gz flipped byte": (
+        True,
+        "train-images-idx3-ubyte.gz",
+        lambda p: _flip(p, 300),
+        "cannot be decompressed",
+    ),
     "gz empty": (True, "train-labels-idx1-ubyte.gz", lambda p: _cut(p, 0), "not an unsigned-byte"),
     "plain truncated": (False, "t10k-images-idx3-ubyte", lambda p: _cut(p, 0.9), "is truncated"),
-    "header flipped": (False, "train-images-idx3-ubyte", lambda p: _flip(p, 2),
-                       "not an unsigned-byte IDX"),
-    "count in header flipped": (False, "t10k-labels-idx1-ubyte", lambda p: _flip(p, 7),
-                                "has trailing bytes|is truncated"),
-    "label byte flipped": (False, "train-labels-idx1-ubyte", lambda p: _flip(p, 8 + 5),
-                           "holds label 250, outside 0..9"),
-}  # fmt: skip
+    "header flipped": (
+        False,
+        "train-images-idx3-ubyte",
+        lambda p: _flip(p, 2),
+        "not an unsigned-byte IDX",
+    ),
+    "count in header flipped": (
+        False,
+        "t10k-labels-idx1-ubyte",
+        lambda p: _flip(p, 7),
+        "has trailing bytes|is truncated",
+    ),
+    "label byte flipped": (
+        False,
+        "train-labels-idx1-ubyte",
+        lambda p: _flip(p, 8 + 5),
+        "holds label 250, outside 0..9",
+    ),
+}
 
 
 @pytest.mark.parametrize("fault", list(IDX_FAULTS))
@@ -333,17 +377,37 @@ def test_damaged_idx_files_are_named_with_what_to_do(tmp_path, fault):
 
 CIFAR_FAULTS = {
     "tar.xz truncated": ("archive-xz", "cifar-10-binary.tar.xz", _cut, "cannot be unpacked"),
-    "tar.gz flipped byte": ("archive-gz", "cifar-10-binary.tar.gz", lambda p: _flip(p, 2000),
-                            "cannot be unpacked"),
-    "binary truncated": ("binary", "cifar-10-batches-bin/data_batch_3.bin", lambda p: _cut(p, 0.7),
-                         "not whole 3,073-byte CIFAR-10 records"),
-    "binary label flipped": ("binary", "cifar-10-batches-bin/test_batch.bin",
-                             lambda p: _flip(p, 3073), "outside 0..9"),
-    "pickle truncated": ("python", "cifar-10-batches-py/data_batch_2", _cut,
-                         "is not a readable pickle"),
-    "pickle flipped byte": ("python", "cifar-10-batches-py/test_batch", lambda p: _flip(p, 1),
-                            "is not a readable pickle"),
-}  # fmt: skip
+    "tar.gz flipped byte": (
+        "archive-gz",
+        "cifar-10-binary.tar.gz",
+        lambda p: _flip(p, 2000),
+        "cannot be unpacked",
+    ),
+    "binary truncated": (
+        "binary",
+        "cifar-10-batches-bin/data_batch_3.bin",
+        lambda p: _cut(p, 0.7),
+        "not whole 3,073-byte CIFAR-10 records",
+    ),
+    "binary label flipped": (
+        "binary",
+        "cifar-10-batches-bin/test_batch.bin",
+        lambda p: _flip(p, 3073),
+        "outside 0..9",
+    ),
+    "pickle truncated": (
+        "python",
+        "cifar-10-batches-py/data_batch_2",
+        _cut,
+        "is not a readable pickle",
+    ),
+    "pickle flipped byte": (
+        "python",
+        "cifar-10-batches-py/test_batch",
+        lambda p: _flip(p, 1),
+        "is not a readable pickle",
+    ),
+}
 
 
 @pytest.mark.parametrize("fault", list(CIFAR_FAULTS))
@@ -369,9 +433,14 @@ def test_a_failed_download_names_its_reason_and_leaves_no_empty_folders(tmp_path
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"batch_size": 0}, {"batch_size": 8.0}, {"val_size": -1}, {"num_workers": True},
-     {"seed": "0"}],
-)  # fmt: skip
+    [
+        {"batch_size": 0},
+        {"batch_size": 8.0},
+        {"val_size": -1},
+        {"num_workers": True},
+        {"seed": "0"},
+    ],
+)
 def test_data_module_arguments_are_checked_by_name(arguments):
     (name,) = arguments
     with pytest.raises(ValueError, match=f"{name} must be an int"):

@@ -153,8 +153,11 @@ def test_the_pixel_recipe_builds_what_the_pixels_layout_names(tmp_path, monkeypa
     monkeypatch.setattr(sys, "argv", ["recipes/mnist.py"])
     pixels = ROOT / "recipes" / "configs" / "mnist_pixels.yaml"
     with pytest.raises(SystemExit) as info:
-        run_recipe(MNISTDataModule, ROOT / "recipes" / "configs" / "mnist.yaml",
-                   ["fit", "--config", str(pixels), "--print_config"])  # fmt: skip
+        run_recipe(
+            MNISTDataModule,
+            ROOT / "recipes" / "configs" / "mnist.yaml",
+            ["fit", "--config", str(pixels), "--print_config"],
+        )
     assert info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)["model"]["network"]
     named = tensor_zoo.create_model("tt-mnist-pixels-r10")

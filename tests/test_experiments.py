@@ -16,10 +16,14 @@ from tensor_zoo.experiments.wandb_offline import read_offline_run
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "recipes" / "sweeps").glob("*.yaml"))
 TINY = [
-    "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
-    "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false",
-    "--data.num_samples=200", "--data.val_size=32",
-]  # fmt: skip
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--data.num_samples=200",
+    "--data.val_size=32",
+]
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -42,33 +46,61 @@ def test_every_sweep_is_a_grid_over_an_existing_recipe_and_config(sweep_file):
 
 def test_dry_run_prints_every_point_of_the_paper_cifar10_grid(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tensor_zoo.experiments", "sweep",
-         str(ROOT / "recipes/sweeps/cifar10_m4.yaml"), "--runs-dir", str(tmp_path), "--dry-run",
-         "--only", "model.network.rank=1,32"],
-        capture_output=True, text=True, check=True, env=clean_env(tmp_path), cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tensor_zoo.experiments",
+            "sweep",
+            str(ROOT / "recipes/sweeps/cifar10_m4.yaml"),
+            "--runs-dir",
+            str(tmp_path),
+            "--dry-run",
+            "--only",
+            "model.network.rank=1,32",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(tmp_path),
+        cwd=ROOT,
+    )
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 * 2 * 3  # TT, HT x ranks 1, 32 x seeds 0, 1, 2
     assert all(line.startswith("todo ") for line in lines)
     assert all("--config=recipes/configs/paper_cifar10.yaml" in line for line in lines)
     failed = subprocess.run(
-        [sys.executable, "-m", "tensor_zoo.experiments", "sweep",
-         str(ROOT / "recipes/sweeps/toy.yaml"), "--only", "model.rank=1"],
-        capture_output=True, text=True, env=clean_env(tmp_path), cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tensor_zoo.experiments",
+            "sweep",
+            str(ROOT / "recipes/sweeps/toy.yaml"),
+            "--only",
+            "model.rank=1",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        cwd=ROOT,
+    )
     assert failed.returncode != 0 and "not parameters of the sweep" in failed.stderr
     assert "Traceback" not in failed.stderr
 
 
 def test_runner_skips_finished_points_and_retries_unfinished_ones(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    only = {"data.dataset": ["moons"], "model.network": ["tensor_zoo.TTNet"],
-            "model.network.rank": ["1", "2"], "seed_everything": ["0"]}  # fmt: skip
+    only = {
+        "data.dataset": ["moons"],
+        "model.network": ["tensor_zoo.TTNet"],
+        "model.network.rank": ["1", "2"],
+        "seed_everything": ["0"],
+    }
     extra = [*TINY, "--trainer.logger=lightning.pytorch.loggers.CSVLogger"]
     sweep = ROOT / "recipes/sweeps/toy.yaml"
     first: list[str] = []
-    points = run_sweep(sweep, tmp_path, extra, only, in_process=True, root=ROOT,
-                       progress=first.append)  # fmt: skip
+    points = run_sweep(
+        sweep, tmp_path, extra, only, in_process=True, root=ROOT, progress=first.append
+    )
     assert len(points) == 2 and all(point.done for point in points), first
     assert points[0].summary()["rank"] == 1 and points[1].summary()["num_params"] > 0
     (points[1].folder / "summary.json").unlink()  # as if that run had been interrupted
@@ -82,8 +114,12 @@ def test_runner_skips_finished_points_and_retries_unfinished_ones(tmp_path, monk
 def test_toy_run_on_wandb_offline_has_group_tags_full_config_and_summaries(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "recipes/toy.py"), *TINY, "--data.batch_size=16"],
-        capture_output=True, text=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = list(tmp_path.glob("runs/toy/wandb/offline-run-*"))
     run = read_offline_run(run_dir)
@@ -115,14 +151,21 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "tensor_zoo.experiments", "report", "--quick", "--out", str(out)],
-        capture_output=True, text=True, env=clean_env(tmp_path, TENSOR_ZOO_DATA=str(data)),
-        cwd=tmp_path, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path, TENSOR_ZOO_DATA=str(data)),
+        cwd=tmp_path,
+        timeout=600,
+    )
     print(f"report --quick: {time.perf_counter() - start:.1f} s")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = (out / "reproduction.md").read_text()
-    for title in ("## Toy sets", "## MNIST at ranks 1 to 4", "## CIFAR-10 at feature size m = 4",
-                  "## Expressivity"):  # fmt: skip
+    for title in (
+        "## Toy sets",
+        "## MNIST at ranks 1 to 4",
+        "## CIFAR-10 at feature size m = 4",
+        "## Expressivity",
+    ):
         assert title in report
     assert "| TTNet | 1 | 250 | 1 (of 20) |" in report.replace(" | 0.0 | ", " | ")
     assert "45%" in report and "CIFAR-10 (JPEG copy)" in report
@@ -135,10 +178,13 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
     assert "Largest relative logits difference of a conversion: " in report
     figures = {path.name for path in (out / "figures").glob("*.png")}
     assert figures == {
-        "toy_decision_boundaries.png", "mnist_accuracy_vs_rank.png",
-        "mnist_accuracy_vs_parameters.png", "cifar10_accuracy_vs_rank.png",
-        "cifar10_accuracy_vs_parameters.png", "rank_bound_histograms.png",
-    }  # fmt: skip
+        "toy_decision_boundaries.png",
+        "mnist_accuracy_vs_rank.png",
+        "mnist_accuracy_vs_parameters.png",
+        "cifar10_accuracy_vs_rank.png",
+        "cifar10_accuracy_vs_parameters.png",
+        "rank_bound_histograms.png",
+    }
     assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
 
 

@@ -240,8 +240,17 @@ def test_generalized_networks_get_grid_bounds_and_no_weight_tensor(cls):
 def test_relu_shallow_width_bound_is_reached_and_never_exceeds_a_relu_cp_width():
     """A ReLU shallow unit's grid matricization has rank <= M min(|rows|, |columns|)."""
     # one unit, T = 2, M = 4 interleaved values: max(x_i, y_j, 0) has full rank 4 = M * 1
-    net = CPNet(in_channels=1, image_size=(1, 2), patch_size=1, feature_dim=1, rank=1,
-                num_classes=1, feature_map="identity", append_one=False, xi="relu").double()
+    net = CPNet(
+        in_channels=1,
+        image_size=(1, 2),
+        patch_size=1,
+        feature_dim=1,
+        rank=1,
+        num_classes=1,
+        feature_map="identity",
+        append_one=False,
+        xi="relu",
+    ).double()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.fill_(1.0)
@@ -363,8 +372,9 @@ def test_cp_fit_recovers_a_cp_network_and_reports_its_residual():
     tt = random_net(TTNet, 4, 3, 2)
     under = CPNet.fit(tt, 3)
     W = tt.full_tensor().detach().numpy()
-    rebuilt = tensorly.cp_to_tensor((np.ones(3), [under.weights.detach().numpy(),
-                                                  *under.factors.detach().numpy()]))  # fmt: skip
+    rebuilt = tensorly.cp_to_tensor(
+        (np.ones(3), [under.weights.detach().numpy(), *under.factors.detach().numpy()])
+    )
     measured = np.linalg.norm(rebuilt - W) / np.linalg.norm(W)
     assert measured == pytest.approx(under.fit_report.residual, rel=1e-9)
     tensorly_error = np.linalg.norm(tensorly.cp_to_tensor(parafac(W, 3, n_iter_max=500)) - W)
@@ -391,8 +401,11 @@ def test_tt_cores_is_what_the_contraction_uses():
 def test_certify_prints_ranks_and_a_certified_bound_for_a_published_checkpoint():
     result = subprocess.run(
         [sys.executable, "-m", "tensor_zoo.cli", "certify", "tt-digits-r16", "--max-rows", "256"],
-        capture_output=True, text=True, check=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("tt-digits-r16: TTNet, d = 16 positions, m = 8 features")
     assert "TT-ranks of W_y (every class): [8, 16, 16" in result.stdout

@@ -106,25 +106,31 @@ def tt_oracle(cores, label, f, xi):
 def ht_oracle(net, f, xi):
     """Leaves linear, z_j = sum_pq T[p, q, j] xi(a_p, b_q) or z = xi(aU, bV), one sample."""
     op, leaves = XI_OPERATIONS[xi], net.leaves.tolist()
-    states = [[dot(f[k], [row[p] for row in leaves[k]]) for p in range(len(leaves[k][0]))]
-              for k in range(len(f))]  # fmt: skip
+    states = [
+        [dot(f[k], [row[p] for row in leaves[k]]) for p in range(len(leaves[k][0]))]
+        for k in range(len(f))
+    ]
     for level in net.levels():
         nxt = []
         for n in range(len(states) // 2):
             a, b = states[2 * n], states[2 * n + 1]
             if isinstance(level, tuple):
                 left, right = level[0][n].tolist(), level[1][n].tolist()
-                nxt.append([
-                    op(dot(a, [row[j] for row in left]), dot(b, [row[j] for row in right]))
-                    for j in range(len(left[0]))
-                ])  # fmt: skip
+                nxt.append(
+                    [
+                        op(dot(a, [row[j] for row in left]), dot(b, [row[j] for row in right]))
+                        for j in range(len(left[0]))
+                    ]
+                )
             else:
                 unit = level[n].tolist()
                 pairs = [(p, q) for p in range(len(a)) for q in range(len(b))]
-                nxt.append([
-                    sum(unit[p][q][j] * op(a[p], b[q]) for p, q in pairs)
-                    for j in range(len(unit[0][0]))
-                ])  # fmt: skip
+                nxt.append(
+                    [
+                        sum(unit[p][q][j] * op(a[p], b[q]) for p, q in pairs)
+                        for j in range(len(unit[0][0]))
+                    ]
+                )
         states = nxt
     (root,) = states
     if net.head is None:
@@ -147,8 +153,9 @@ def oracle_logits(net, images):
 
 
 def tiny_net(cls, extra, xi, size, **kwargs):
-    net = cls(image_size=size, feature_dim=3, rank=2, xi=xi, feature_map="tanh", **TINY, **extra,
-              **kwargs)  # fmt: skip
+    net = cls(
+        image_size=size, feature_dim=3, rank=2, xi=xi, feature_map="tanh", **TINY, **extra, **kwargs
+    )
     with torch.no_grad():  # randomize, but keep logsumexp's exponentials in range
         for parameter in net.parameters():
             parameter.normal_(std=0.7)
@@ -246,9 +253,17 @@ NEW_AT_INIT = [
 @pytest.mark.parametrize(("image_size", "patch_size"), [(28, 7), (32, 4)])  # d = 16, 64
 def test_logits_at_init_are_of_order_one(cls, extra, xi, image_size, patch_size):
     net = cls(
-        in_channels=3, image_size=image_size, patch_size=patch_size, feature_dim=8, rank=16,
-        num_classes=10, input_mean=[0.5] * 3, input_std=[0.25] * 3, xi=xi, **extra,
-    )  # fmt: skip
+        in_channels=3,
+        image_size=image_size,
+        patch_size=patch_size,
+        feature_dim=8,
+        rank=16,
+        num_classes=10,
+        input_mean=[0.5] * 3,
+        input_std=[0.25] * 3,
+        xi=xi,
+        **extra,
+    )
     with torch.no_grad():
         logits = net(torch.rand(32, 3, image_size, image_size))
     assert torch.isfinite(logits).all()
@@ -261,8 +276,14 @@ def test_logits_at_init_are_of_order_one(cls, extra, xi, image_size, patch_size)
 @pytest.mark.parametrize("label_site", ["last", "middle"])
 @pytest.mark.parametrize("boundary_cores", [True, False])
 def test_shared_tt_equals_the_ttnet_with_the_core_copied(label_site, boundary_cores):
-    shared = SharedTTNet(image_size=(2, 3), feature_dim=3, rank=3, label_site=label_site,
-                         boundary_cores=boundary_cores, **TINY)  # fmt: skip
+    shared = SharedTTNet(
+        image_size=(2, 3),
+        feature_dim=3,
+        rank=3,
+        label_site=label_site,
+        boundary_cores=boundary_cores,
+        **TINY,
+    )
     shared = randomize(shared.double()).eval()
     cores = shared.tt_cores()
     assert len(cores) == 6 and all(core is shared.core for core in cores[1:-1])
@@ -281,8 +302,9 @@ def test_shared_tt_equals_the_ttnet_with_the_core_copied(label_site, boundary_co
 
 def test_shared_tt_without_boundary_cores_is_the_rnn_with_initial_state_and_head():
     """h_0 = initial_state, h_k[j] = sum_{l,i} core[l, i, j] f_k[i] h_{k-1}[l]; h_d head."""
-    net = randomize(SharedTTNet(image_size=(1, 5), feature_dim=3, rank=4, boundary_cores=False,
-                                **TINY).double()).eval()  # fmt: skip
+    net = randomize(
+        SharedTTNet(image_size=(1, 5), feature_dim=3, rank=4, boundary_cores=False, **TINY).double()
+    ).eval()
     images = torch.rand(4, 1, 1, 5, dtype=torch.float64)
     features = net.features(images)
     state = net.initial_state.expand(4, -1)
@@ -295,14 +317,26 @@ def test_shared_tt_parameters_and_position_count():
     net = SharedTTNet(image_size=28, patch_size=7, feature_dim=8, rank=6, num_classes=10)
     shapes = {name: tuple(t.shape) for name, t in net.named_parameters()}
     assert shapes == {
-        "feature_map.linear.weight": (7, 49), "feature_map.linear.bias": (7,),
-        "core": (6, 8, 6), "first_core": (1, 8, 6), "last_core": (6, 8, 10),
-    }  # fmt: skip
-    rnn = SharedTTNet(image_size=28, patch_size=7, feature_dim=8, rank=6, boundary_cores=False,
-                      label_site="middle")  # fmt: skip
+        "feature_map.linear.weight": (7, 49),
+        "feature_map.linear.bias": (7,),
+        "core": (6, 8, 6),
+        "first_core": (1, 8, 6),
+        "last_core": (6, 8, 10),
+    }
+    rnn = SharedTTNet(
+        image_size=28,
+        patch_size=7,
+        feature_dim=8,
+        rank=6,
+        boundary_cores=False,
+        label_site="middle",
+    )
     assert {name for name, _ in rnn.named_parameters()} >= {
-        "core", "initial_state", "final_state", "label_core",
-    }  # fmt: skip
+        "core",
+        "initial_state",
+        "final_state",
+        "label_core",
+    }
     assert [tuple(c.shape) for c in rnn.tt_cores()][::15] == [(1, 8, 6), (6, 8, 1)]
     with pytest.raises(ValueError, match="needs at least 3 positions"):
         SharedTTNet(image_size=(1, 2), feature_dim=3, rank=2, **TINY)
@@ -323,9 +357,13 @@ def test_a_lightning_trainer_fits_generalized_and_shared_networks(cls, extra, tm
     train, evaluate = tiny_loaders()
     model = make_module(cls, extra, lr=1e-2)
     trainer = L.Trainer(
-        max_epochs=8, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu",
-    )  # fmt: skip
+        max_epochs=8,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+    )
     (before,) = trainer.validate(model, evaluate, verbose=False)
     trainer.fit(model, train, evaluate)
     (after,) = trainer.validate(model, evaluate, verbose=False)
@@ -343,15 +381,25 @@ def test_shared_tt_tensors_are_the_documented_format():
     doc = Path(__file__).resolve().parents[1] / "docs" / "checkpoint-format.md"
     section = doc.read_text().split("## SharedTTNet")[1].split("\n## ")[0]
     documented = {
-        "core": "(r, m, r)", "first_core": "(1, m, r)", "last_core": "(r, m, K)",
-        "initial_state": "(r,)", "head": "(r, K)", "final_state": "(r,)",
+        "core": "(r, m, r)",
+        "first_core": "(1, m, r)",
+        "last_core": "(r, m, K)",
+        "initial_state": "(r,)",
+        "head": "(r, K)",
+        "final_state": "(r,)",
         "label_core": "(r, K, r)",
-    }  # fmt: skip
+    }
     seen = set()
     for boundary_cores in (True, False):
         for label_site in ("last", "middle"):
-            net = SharedTTNet(image_size=28, patch_size=7, feature_dim=8, rank=6,
-                              boundary_cores=boundary_cores, label_site=label_site)  # fmt: skip
+            net = SharedTTNet(
+                image_size=28,
+                patch_size=7,
+                feature_dim=8,
+                rank=6,
+                boundary_cores=boundary_cores,
+                label_site=label_site,
+            )
             for name, tensor in net.state_dict().items():
                 if name.startswith(("feature_map.", "input_")):
                     continue

@@ -66,14 +66,18 @@ def test_publish_then_load_end_to_end_with_the_real_client(exported, hub, tmp_pa
     shutil.copy(exported["index"], index)
     (tmp_path / "no-local-checkpoints").mkdir()
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("HF_", "TENSOR_ZOO_"))
-    }  # fmt: skip
+    }
     env.update(
-        HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(tmp_path / "cache"), HF_TOKEN="test-token",
-        HF_HUB_DISABLE_TELEMETRY="1", TENSOR_ZOO_INDEX=str(index),
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_CACHE=str(tmp_path / "cache"),
+        HF_TOKEN="test-token",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TENSOR_ZOO_INDEX=str(index),
         TENSOR_ZOO_CHECKPOINTS=str(tmp_path / "no-local-checkpoints"),
-    )  # fmt: skip
+    )
     script = f"""
 import torch, tensor_zoo
 from safetensors.torch import save_file
@@ -86,20 +90,26 @@ with torch.no_grad():
               r"{tmp_path / "logits.safetensors"}")
 """
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (revision, files), *_ = [history[-1] for history in hub.commits.values()]
     assert f"Uploaded {NAME} to {REPO} at revision {revision}" in result.stdout
     assert files == {path.name: path.read_bytes() for path in exported["folder"].iterdir()}
     assert json.loads(index.read_text())["models"][NAME]["hub"] == {
-        "repo_id": REPO, "revision": revision,
-    }  # fmt: skip
+        "repo_id": REPO,
+        "revision": revision,
+    }
     # each file downloaded once, at the pinned commit: the second load asked nothing
     assert sorted(downloads(hub)) == [
-        f"/{REPO}/resolve/{revision}/config.json", f"/{REPO}/resolve/{revision}/{WEIGHTS}",
-    ]  # fmt: skip
+        f"/{REPO}/resolve/{revision}/config.json",
+        f"/{REPO}/resolve/{revision}/{WEIGHTS}",
+    ]
     saved = load_file(str(tmp_path / "logits.safetensors"))
     with torch.no_grad():
         expected = exported["network"](saved["images"])
@@ -195,8 +205,9 @@ def test_each_hub_failure_is_one_hub_error_without_retries(
 
 def test_a_hub_that_is_down_is_one_hub_error(entry, tmp_path):
     with pytest.raises(HubError, match=r"connection failed \(ConnectError.*HF_HUB_OFFLINE=1"):
-        hub_file(NAME, entry, WEIGHTS, endpoint=f"http://127.0.0.1:{unused_port()}",
-                 cache_dir=tmp_path)  # fmt: skip
+        hub_file(
+            NAME, entry, WEIGHTS, endpoint=f"http://127.0.0.1:{unused_port()}", cache_dir=tmp_path
+        )
 
 
 def test_a_checkpoint_never_uploaded_is_not_asked_of_the_hub(hub, entry, tmp_path):

@@ -65,9 +65,17 @@ def test_console_script_lists_its_commands():
         check=True,
     )
     for command in (
-        "demo", "bench", "list", "info", "eval", "predict", "export", "publish", "certify",
+        "demo",
+        "bench",
+        "list",
+        "info",
+        "eval",
+        "predict",
+        "export",
+        "publish",
+        "certify",
         "onnx",
-    ):  # fmt: skip
+    ):
         assert f"  {command} " in result.stdout
     failed = subprocess.run(
         [sys.executable, "-m", "tensor_zoo.cli", "nope"], capture_output=True, text=True

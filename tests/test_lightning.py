@@ -26,9 +26,16 @@ def tiny_loaders(count: int = 96) -> tuple[DataLoader, DataLoader]:
 
 def make_module(cls, extra, **kwargs) -> TensorNetClassifier:
     network = cls(
-        in_channels=1, image_size=8, patch_size=2, feature_dim=4, rank=4, num_classes=3,
-        input_mean=[0.3], input_std=[0.35], **extra,
-    )  # fmt: skip
+        in_channels=1,
+        image_size=8,
+        patch_size=2,
+        feature_dim=4,
+        rank=4,
+        num_classes=3,
+        input_mean=[0.3],
+        input_std=[0.35],
+        **extra,
+    )
     return TensorNetClassifier(network, **kwargs)
 
 
@@ -38,9 +45,13 @@ def test_trainer_fits_and_checkpoint_round_trips(cls, extra, tmp_path):
     train, evaluate = tiny_loaders()
     model = make_module(cls, extra, lr=1e-2)
     trainer = L.Trainer(
-        max_epochs=8, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu",
-    )  # fmt: skip
+        max_epochs=8,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+    )
     (before,) = trainer.validate(model, evaluate, verbose=False)
     trainer.fit(model, train, evaluate)
     (after,) = trainer.validate(model, evaluate, verbose=False)
@@ -81,9 +92,13 @@ def test_learning_rate_schedules(scheduler, tmp_path):
             lrs.append(max(group["lr"] for group in trainer.optimizers[0].param_groups))
 
     trainer = L.Trainer(
-        max_epochs=4, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        callbacks=[RecordLR()], default_root_dir=tmp_path,
-    )  # fmt: skip
+        max_epochs=4,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[RecordLR()],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, train)
     assert len(lrs) == 8
     if scheduler == "constant":
@@ -114,9 +129,13 @@ def test_a_diverged_loss_stops_training_with_advice(value, tmp_path):
     with torch.no_grad():
         model.network.cores[3].mul_(value)
     trainer = L.Trainer(
-        max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        log_every_n_steps=1, default_root_dir=tmp_path,
-    )  # fmt: skip
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(FloatingPointError, match=r"label_smoothing=0\.1") as info:
         trainer.fit(model, train)
     assert "no checkpoint was saved before the jump" in str(info.value)
@@ -132,16 +151,29 @@ def digits_run(tmp_path, max_steps, callbacks=(), **module_args):
     L.seed_everything(0, verbose=False)
     data = DigitsDataModule(batch_size=128)
     data.augment, data.shift_pixels = True, 1  # random shifts and flips of every batch
-    network = TTNet(image_size=8, patch_size=2, feature_dim=4, rank=4, dropout=0.2,
-                    input_mean=data.mean, input_std=data.std)  # fmt: skip
+    network = TTNet(
+        image_size=8,
+        patch_size=2,
+        feature_dim=4,
+        rank=4,
+        dropout=0.2,
+        input_mean=data.mean,
+        input_std=data.std,
+    )
     model = TensorNetClassifier(network, **{"lr": 1e-2, "warmup_fraction": 0.2, **module_args})
-    checkpoint = ModelCheckpoint(tmp_path / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=1)  # fmt: skip
+    checkpoint = ModelCheckpoint(
+        tmp_path / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=1
+    )
     trainer = L.Trainer(
-        max_steps=max_steps, limit_val_batches=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu",
+        max_steps=max_steps,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
         callbacks=[*callbacks, SaveOnInterrupt(), checkpoint],
-    )  # fmt: skip
+    )
     return trainer, model, data
 
 

@@ -92,9 +92,16 @@ def test_logits_at_init_are_finite_and_of_order_one(
     cls, extra, num_positions, image_size, patch_size
 ):
     net = cls(
-        in_channels=3, image_size=image_size, patch_size=patch_size, feature_dim=8, rank=16,
-        num_classes=10, input_mean=[0.5] * 3, input_std=[0.25] * 3, **extra,
-    )  # fmt: skip
+        in_channels=3,
+        image_size=image_size,
+        patch_size=patch_size,
+        feature_dim=8,
+        rank=16,
+        num_classes=10,
+        input_mean=[0.5] * 3,
+        input_std=[0.25] * 3,
+        **extra,
+    )
     assert net.num_positions == num_positions
     with torch.no_grad():
         logits = net(torch.rand(32, 3, image_size, image_size))
@@ -135,9 +142,16 @@ def test_long_products_stay_finite_in_log_format(cls, extra):
 @pytest.mark.parametrize(("cls", "extra"), VARIANTS)
 def test_d64_network_trains_without_overflow(cls, extra):
     net = cls(
-        in_channels=3, image_size=32, patch_size=4, feature_dim=8, rank=8, num_classes=10,
-        input_mean=[0.5] * 3, input_std=[0.29] * 3, **extra,
-    )  # fmt: skip
+        in_channels=3,
+        image_size=32,
+        patch_size=4,
+        feature_dim=8,
+        rank=8,
+        num_classes=10,
+        input_mean=[0.5] * 3,
+        input_std=[0.29] * 3,
+        **extra,
+    )
     optimizer = torch.optim.Adam(net.parameter_groups(lr=3e-3))
     images, labels = torch.rand(64, 3, 32, 32), torch.randint(0, 10, (64,))
     losses = []
@@ -191,9 +205,13 @@ def test_parameter_names_and_shapes_are_the_documented_format():
     cp = CPNet(image_size=28, patch_size=7, feature_dim=8, rank=16, feature_map="rbf")
     shapes = {name: tuple(t.shape) for name, t in cp.state_dict().items()}
     assert shapes == {
-        "input_mean": (1,), "input_std": (1,), "feature_map.templates": (7, 49),
-        "feature_map.log_bandwidth": (7,), "factors": (16, 8, 16), "weights": (10, 16),
-    }  # fmt: skip
+        "input_mean": (1,),
+        "input_std": (1,),
+        "feature_map.templates": (7, 49),
+        "feature_map.log_bandwidth": (7,),
+        "factors": (16, 8, 16),
+        "weights": (10, 16),
+    }
 
 
 def test_ht_rejects_a_number_of_patches_that_is_not_a_power_of_two():
@@ -290,11 +308,10 @@ def test_images_far_outside_the_training_range_warn_once(name, transform):
 def test_the_range_check_stays_out_of_torch_export():
     net = CPNet(**SMALL, input_mean=[0.5], input_std=[0.25]).eval()
     images = torch.rand(2, 1, 8, 8)
-    exported = torch.export.export(
-        net, (images,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    exported = torch.export.export(net, (images,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.testing.assert_close(
+        exported.module()(images[:1].repeat(3, 1, 1, 1)), net(images[:1].repeat(3, 1, 1, 1))
     )
-    torch.testing.assert_close(exported.module()(images[:1].repeat(3, 1, 1, 1)),
-                               net(images[:1].repeat(3, 1, 1, 1)))  # fmt: skip
 
 
 # ------------------------------------------------------------------ properties (hypothesis)
@@ -338,9 +355,13 @@ def test_any_input_far_outside_the_training_range_warns(scale, shift):
 
 INT_ARGUMENTS = ["in_channels", "patch_size", "feature_dim", "num_classes", "rank", "stride"]
 NOT_INTS = st.one_of(
-    st.booleans(), st.floats(allow_nan=True), st.text(max_size=3), st.none(),
-    st.lists(st.floats(), max_size=2), st.integers(max_value=0),
-)  # fmt: skip
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.text(max_size=3),
+    st.none(),
+    st.lists(st.floats(), max_size=2),
+    st.integers(max_value=0),
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -371,11 +392,16 @@ def test_any_valid_configuration_builds_and_round_trips(
     cls, grid, patch_size, feature_dim, rank, num_classes, channels
 ):
     net = cls(
-        in_channels=channels, image_size=[side * patch_size for side in grid],
-        patch_size=patch_size, feature_dim=feature_dim, rank=rank, num_classes=num_classes,
-        input_mean=[0.5] * channels, input_std=[0.2] * channels,
+        in_channels=channels,
+        image_size=[side * patch_size for side in grid],
+        patch_size=patch_size,
+        feature_dim=feature_dim,
+        rank=rank,
+        num_classes=num_classes,
+        input_mean=[0.5] * channels,
+        input_std=[0.2] * channels,
         **({"ordering": "raster"} if cls is HTNet else {}),
-    )  # fmt: skip
+    )
     images = torch.rand(2, channels, grid[0] * patch_size, grid[1] * patch_size)
     rebuilt = build_network(net.config)
     rebuilt.load_state_dict(net.state_dict())

@@ -29,9 +29,14 @@ def test_tree_contraction_exports(tmp_path):
     """The tree's shapes are static in d: no control flow on tensor values reaches the graph."""
     torch.manual_seed(0)
     net = tensor_zoo.TTNet(
-        image_size=(3, 7), patch_size=1, feature_dim=2, feature_map="identity", rank=[3, 5] * 10,
-        label_site="middle", contraction="tree",
-    )  # fmt: skip
+        image_size=(3, 7),
+        patch_size=1,
+        feature_dim=2,
+        feature_map="identity",
+        rank=[3, 5] * 10,
+        label_site="middle",
+        contraction="tree",
+    )
     assert export_onnx(net, tmp_path / "tree.onnx", check_batch=7) <= 1e-4
 
 

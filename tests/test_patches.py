@@ -65,9 +65,7 @@ def test_zorder_pairs_are_neighbours_and_quads_are_squares():
         assert abs(ys[start] - ys[start + 1]) + abs(xs[start] - xs[start + 1]) == 1
     for start in range(0, 64, 4):
         quad = zip(ys[start : start + 4].tolist(), xs[start : start + 4].tolist(), strict=True)
-        assert {(y % 2, x % 2) for y, x in quad} == {
-            (0, 0), (0, 1), (1, 0), (1, 1)
-        }  # fmt: skip
+        assert {(y % 2, x % 2) for y, x in quad} == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
 def test_zorder_rejects_other_grids():

@@ -12,10 +12,16 @@ from test_data import make_idx_dataset, write_cifar_fixture
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 FAST = [
-    "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
-    "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false", "--data.val_size=16",
-    "--data.batch_size=8", "--data.download=false", "--trainer.log_every_n_steps=1",
-]  # fmt: skip
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--data.val_size=16",
+    "--data.batch_size=8",
+    "--data.download=false",
+    "--trainer.log_every_n_steps=1",
+]
 CSV = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=csv"]
 
 
@@ -32,9 +38,13 @@ def run_recipe(name, args, cwd, data_root, timeout=300):
     env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
     env.update(HOME=str(cwd), TENSOR_ZOO_CACHE=str(cwd / "cache"), TENSOR_ZOO_DATA=str(data_root))
     result = subprocess.run(
-        [sys.executable, str(RECIPES / f"{name}.py"), *args], cwd=cwd, env=env, capture_output=True,
-        text=True, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, str(RECIPES / f"{name}.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -44,8 +54,11 @@ def fit_in_process(name, args, cwd, data_root, monkeypatch):
     from tensor_zoo.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
     from tensor_zoo.lightning.cli import run_recipe as run_in_process
 
-    modules = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule,
-               "cifar10": CIFAR10DataModule}  # fmt: skip
+    modules = {
+        "mnist": MNISTDataModule,
+        "fashion_mnist": FashionMNISTDataModule,
+        "cifar10": CIFAR10DataModule,
+    }
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("TENSOR_ZOO_CACHE", str(cwd / "cache"))
@@ -113,8 +126,10 @@ def test_ckpt_path_resumes_from_the_saved_step_with_a_new_lr(tmp_path, data_root
     args = ["fit", *FAST, *CSV, "--trainer.max_epochs=2", "--model.lr=0.001", f"--ckpt_path={last}"]
     result = run_recipe("mnist", args, tmp_path, data_root)
     assert "Restoring states from the checkpoint" in result.stdout + result.stderr
-    assert "Resuming with new settings (they apply from the resumed step on): lr 0.003 -> 0.001" \
-        in result.stderr  # fmt: skip
+    assert (
+        "Resuming with new settings (they apply from the resumed step on): lr 0.003 -> 0.001"
+        in result.stderr
+    )
     (resumed,) = list(tmp_path.glob("csv/**/last.ckpt"))
     assert torch.load(resumed, map_location="cpu", weights_only=False)["global_step"] == 6
 
@@ -134,8 +149,13 @@ def test_expected_failures_are_one_message_before_any_logger_run(tmp_path, monke
     (last,) = list(tmp_path.glob("runs/mnist/version_0/checkpoints/last.ckpt"))
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
-        fit_in_process("mnist", [*no_logger, "--model.network.rank=4", f"--ckpt_path={last}"],
-                       tmp_path, tmp_path / "nothing", monkeypatch)  # fmt: skip
+        fit_in_process(
+            "mnist",
+            [*no_logger, "--model.network.rank=4", f"--ckpt_path={last}"],
+            tmp_path,
+            tmp_path / "nothing",
+            monkeypatch,
+        )
     assert info.value.code == 1
     error = capsys.readouterr().err
     assert error.startswith("Error: The checkpoint holds another network") and "rank: 16" in error
@@ -149,14 +169,20 @@ def test_expected_failures_are_one_message_before_any_logger_run(tmp_path, monke
     saved = Path("runs", "mnist", "version_2", "checkpoints", "last.ckpt")
     assert (tmp_path / saved).is_file()
     assert f"Interrupted at step 2; the run was saved to {saved}. Resume with:\n" in error
-    assert error.rstrip().endswith(f"fit {' '.join(no_logger[1:])} {' '.join(ctrl_c)} "
-                                   f"--ckpt_path={saved}")  # fmt: skip
+    assert error.rstrip().endswith(
+        f"fit {' '.join(no_logger[1:])} {' '.join(ctrl_c)} --ckpt_path={saved}"
+    )
 
 
 def test_print_config_is_complete_and_reusable(tmp_path, data_root, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
-        fit_in_process("cifar10", ["fit", "--print_config", "--model.network=CPNet"], tmp_path,
-                       data_root, monkeypatch)  # fmt: skip
+        fit_in_process(
+            "cifar10",
+            ["fit", "--print_config", "--model.network=CPNet"],
+            tmp_path,
+            data_root,
+            monkeypatch,
+        )
     assert info.value.code == 0
     printed = capsys.readouterr().out
     config = tmp_path / "config.yaml"
@@ -183,8 +209,12 @@ def test_two_device_test_accuracy_counts_each_image_once(tmp_path, monkeypatch):
     for devices in (1, 2):
         save_dir = f"--trainer.logger.save_dir=test{devices}"
         args = ["test", *FAST, *CSV, save_dir, "--trainer.limit_test_batches=1.0"]
-        run_recipe("mnist", [*args, f"--trainer.devices={devices}", f"--ckpt_path={last}"],
-                   tmp_path, tmp_path / "data")  # fmt: skip
+        run_recipe(
+            "mnist",
+            [*args, f"--trainer.devices={devices}", f"--ckpt_path={last}"],
+            tmp_path,
+            tmp_path / "data",
+        )
         (metrics,) = list(tmp_path.glob(f"test{devices}/**/metrics.csv"))
         with open(metrics) as stream:
             accuracies[devices] = float(next(csv.DictReader(stream))["test/acc"])
@@ -208,8 +238,9 @@ def test_ht_recipes_use_the_quad_tree_whatever_the_other_networks_use(
     """Switching the MNIST recipe (TT, raster order) to HTNet must not carry raster over."""
     from tensor_zoo.lightning import TensorNetClassifier
 
-    fit_in_process("mnist", ["fit", *FAST, *CSV, "--model.network=HTNet"], tmp_path, data_root,
-                   monkeypatch)  # fmt: skip
+    fit_in_process(
+        "mnist", ["fit", *FAST, *CSV, "--model.network=HTNet"], tmp_path, data_root, monkeypatch
+    )
     (last,) = list(tmp_path.glob("csv/**/last.ckpt"))
     network = TensorNetClassifier.load_from_checkpoint(last).network
     assert type(network).__name__ == "HTNet"

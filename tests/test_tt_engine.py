@@ -75,11 +75,16 @@ def test_network_strategies_agree_with_uniform_ranks(label_site):
     """The networks' own cores (uniform rank, class on the last core or in the middle)."""
     nets = {
         contraction: TTNet(
-            image_size=(4, 16), patch_size=1, feature_dim=2, feature_map="identity", rank=6,
-            label_site=label_site, contraction=contraction,
+            image_size=(4, 16),
+            patch_size=1,
+            feature_dim=2,
+            feature_map="identity",
+            rank=6,
+            label_site=label_site,
+            contraction=contraction,
         ).double()
         for contraction in ("sequential", "scan", "tree", "chunked", "auto")
-    }  # fmt: skip
+    }
     state = nets["sequential"].state_dict()
     images = torch.rand(5, 1, 4, 16, dtype=torch.float64)
     expected = nets["sequential"](images)
@@ -97,9 +102,14 @@ def test_network_strategies_agree_with_uniform_ranks(label_site):
 @pytest.mark.parametrize("contraction", ["scan", "tree"])
 def test_forward_and_backward_stay_finite_at_4096_positions(contraction):
     net = TTNet(
-        image_size=64, patch_size=1, feature_dim=2, feature_map="identity", rank=8,
-        label_site="middle", contraction=contraction,
-    )  # fmt: skip
+        image_size=64,
+        patch_size=1,
+        feature_dim=2,
+        feature_map="identity",
+        rank=8,
+        label_site="middle",
+        contraction=contraction,
+    )
     images = torch.rand(4, 1, 64, 64)
     logits = net(images)
     logits.sum().backward()
@@ -112,9 +122,14 @@ def test_pixel_level_training_at_lr_1e_2_does_not_diverge(contraction):
     """TorchMPS's scores reach 1e22 here; the log format keeps ours bounded and learning."""
     torch.manual_seed(0)
     net = TTNet(
-        image_size=28, patch_size=1, feature_dim=2, feature_map="identity", rank=10,
-        label_site="middle", contraction=contraction,
-    )  # fmt: skip
+        image_size=28,
+        patch_size=1,
+        feature_dim=2,
+        feature_map="identity",
+        rank=10,
+        label_site="middle",
+        contraction=contraction,
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     images = torch.rand(16, 1, 28, 28)
     labels = torch.randint(0, 10, (16,))
@@ -151,9 +166,14 @@ def test_a_traced_scan_becomes_the_tree():
     """torch.export cannot trace the scan's autograd.Function: the same numbers by the tree."""
     torch.manual_seed(0)
     net = TTNet(
-        image_size=(4, 40), patch_size=1, feature_dim=2, feature_map="identity", rank=4,
-        label_site="middle", contraction="scan",
-    ).eval()  # fmt: skip
+        image_size=(4, 40),
+        patch_size=1,
+        feature_dim=2,
+        feature_map="identity",
+        rank=4,
+        label_site="middle",
+        contraction="scan",
+    ).eval()
     images = torch.rand(3, 1, 4, 40)
     exported = torch.export.export(net, (images,))
     targets = {str(node.target) for node in exported.graph.nodes}

@@ -122,14 +122,24 @@ def test_export_flags_override_what_a_resumed_run_folder_records(exported, tmp_p
     shutil.copy(exported["root"] / "run" / "checkpoints" / "best.ckpt", run / "checkpoints")
     (run / "metrics.csv").write_text("epoch,train/epoch_seconds\n10,30.0\n11,31.0\n")
     (run / "config.yaml").write_text("trainer:\n  max_epochs: 12\n")
-    common = dict(command="python recipes/mnist.py", out=tmp_path / "out",
-                  data_root=str(exported["root"] / "data"), index=tmp_path / "index.json",
-                  progress=False)  # fmt: skip
+    common = dict(
+        command="python recipes/mnist.py",
+        out=tmp_path / "out",
+        data_root=str(exported["root"] / "data"),
+        index=tmp_path / "index.json",
+        progress=False,
+    )
     recorded = export_checkpoint(run / "checkpoints" / "best.ckpt", "tt-mnist-r2", **common)
     training = json.loads((recorded / "config.json").read_text())["training"]
     assert (training["epochs"], training["wall_time_s"]) == (12, 61.0)
-    given = export_checkpoint(run / "checkpoints" / "best.ckpt", "tt-mnist-r2", epochs=20,
-                              wall_time_s=1421.0, force=True, **common)  # fmt: skip
+    given = export_checkpoint(
+        run / "checkpoints" / "best.ckpt",
+        "tt-mnist-r2",
+        epochs=20,
+        wall_time_s=1421.0,
+        force=True,
+        **common,
+    )
     training = json.loads((given / "config.json").read_text())["training"]
     assert (training["epochs"], training["wall_time_s"]) == (20, 1421.0)
 
@@ -235,10 +245,11 @@ def run_cli(args, env_overrides, cwd, monkeypatch, capsys):
 def cli(zoo_env, tmp_path, monkeypatch, capsys):
     """Run `tensor-zoo` in-process against the exported zoo (offline, fixture data)."""
     env = {
-        "TENSOR_ZOO_INDEX": zoo_env["index"], "HF_HUB_OFFLINE": "1",
+        "TENSOR_ZOO_INDEX": zoo_env["index"],
+        "HF_HUB_OFFLINE": "1",
         "TENSOR_ZOO_CHECKPOINTS": zoo_env["root"] / "checkpoints",
         "TENSOR_ZOO_DATA": zoo_env["root"] / "data",
-    }  # fmt: skip
+    }
     return lambda *args: run_cli(args, env, tmp_path, monkeypatch, capsys)
 
 
@@ -276,9 +287,13 @@ def test_the_console_script_runs_as_a_module(zoo_env, tmp_path):
 
     env = {**os.environ, "TENSOR_ZOO_INDEX": str(zoo_env["index"]), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "tensor_zoo.cli", "info", "TT-MNST-R16"], capture_output=True,
-        text=True, env=env, cwd=tmp_path, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "tensor_zoo.cli", "info", "TT-MNST-R16"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Did you mean 'tt-mnist-r16'" in result.stderr
 

@@ -190,9 +190,11 @@ class InMemoryImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         for name, value, minimum in (
-            ("batch_size", batch_size, 1), ("val_size", val_size, 0), ("seed", seed, 0),
+            ("batch_size", batch_size, 1),
+            ("val_size", val_size, 0),
+            ("seed", seed, 0),
             ("num_workers", num_workers, 0),
-        ):  # fmt: skip
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
         self.batch_size = batch_size
@@ -272,9 +274,13 @@ class InMemoryImageDataModule(L.LightningDataModule):
         if trainer is not None and trainer.world_size > 1:
             sampler = ShardSampler(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
@@ -282,10 +288,12 @@ class InMemoryImageDataModule(L.LightningDataModule):
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         self.train_loader = ResumableLoader(
-            self.train_set, batch_size=self.batch_size,
+            self.train_set,
+            batch_size=self.batch_size,
             sampler=EpochShuffleSampler(self.train_set, world, rank, self.seed),
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
         return self.train_loader
 
     def val_dataloader(self) -> DataLoader:

@@ -85,9 +85,15 @@ class _IDXDataModule(InMemoryImageDataModule):
     flip = False
 
     def __init__(
-        self, root: str | None = None, download: bool = True, augment: bool = False,
-        batch_size: int = 128, val_size: int = 5000, seed: int = 0, num_workers: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        root: str | None = None,
+        download: bool = True,
+        augment: bool = False,
+        batch_size: int = 128,
+        val_size: int = 5000,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__(batch_size, val_size, seed, num_workers)
         self.root = root
         self.download = download
@@ -103,10 +109,12 @@ class _IDXDataModule(InMemoryImageDataModule):
             + ", ".join(f"{sub}/" for sub in self.subfolders)
         )
         folder = locate_dataset(
-            self.name, search_roots(self.root, self.system_places),
+            self.name,
+            search_roots(self.root, self.system_places),
             lambda places: find_idx_folder(places, self.subfolders),
-            self._torchvision_fetch if self.download else None, accepted,
-        )  # fmt: skip
+            self._torchvision_fetch if self.download else None,
+            accepted,
+        )
         return read_idx_dataset(folder, self.spec.image_shape[1:], self.spec.num_classes)
 
 
@@ -158,9 +166,15 @@ class CIFAR10DataModule(InMemoryImageDataModule):
     spec = DATASETS["cifar10"]
 
     def __init__(
-        self, root: str | None = None, download: bool = True, augment: bool = True,
-        batch_size: int = 128, val_size: int = 5000, seed: int = 0, num_workers: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        root: str | None = None,
+        download: bool = True,
+        augment: bool = True,
+        batch_size: int = 128,
+        val_size: int = 5000,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__(batch_size, val_size, seed, num_workers)
         self.root = root
         self.download = download
@@ -168,9 +182,12 @@ class CIFAR10DataModule(InMemoryImageDataModule):
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         location = locate_dataset(
-            self.name, search_roots(self.root), find_cifar10,
-            self._torchvision_fetch if self.download else None, CIFAR_ACCEPTED,
-        )  # fmt: skip
+            self.name,
+            search_roots(self.root),
+            find_cifar10,
+            self._torchvision_fetch if self.download else None,
+            CIFAR_ACCEPTED,
+        )
         return read_cifar10_cached(location)
 
     @staticmethod
@@ -200,9 +217,15 @@ class ToyDataModule(InMemoryImageDataModule):
     spec = DATASETS["toy"]
 
     def __init__(
-        self, dataset: str = "moons", num_samples: int = 2000, noise: float = 0.1,
-        batch_size: int = 64, val_size: int = 200, seed: int = 0, num_workers: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        dataset: str = "moons",
+        num_samples: int = 2000,
+        noise: float = 0.1,
+        batch_size: int = 64,
+        val_size: int = 200,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__(batch_size, val_size, seed, num_workers)
         if dataset not in ("moons", "circles"):
             raise ValueError(f"dataset must be 'moons' or 'circles', got {dataset!r}.")

@@ -27,9 +27,13 @@ class DigitsDataModule(InMemoryImageDataModule):
     spec = DATASETS["digits"]
 
     def __init__(
-        self, batch_size: int = 32, val_size: int = 180, test_size: int = 360, seed: int = 0,
+        self,
+        batch_size: int = 32,
+        val_size: int = 180,
+        test_size: int = 360,
+        seed: int = 0,
         num_workers: int = 0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(batch_size, val_size, seed, num_workers)
         self.test_size = test_size
 

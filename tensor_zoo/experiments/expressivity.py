@@ -99,10 +99,16 @@ def random_rnn(setting: HistogramSetting, rank: int, xi: str, seed: int) -> TTNe
     """
     size = setting.num_templates
     net = TTNet(
-        in_channels=size, image_size=(1, setting.num_positions), patch_size=1,
-        feature_dim=size, rank=rank, num_classes=1, feature_map="identity", append_one=False,
+        in_channels=size,
+        image_size=(1, setting.num_positions),
+        patch_size=1,
+        feature_dim=size,
+        rank=rank,
+        num_classes=1,
+        feature_map="identity",
+        append_one=False,
         xi=xi,
-    )  # fmt: skip
+    )
     return randomized(net, seed)
 
 
@@ -163,9 +169,12 @@ def histogram_figure(results: list[RankBounds], setting: HistogramSetting, path:
 
     ranks = sorted({result.rank for result in results})
     figure, axes = plt.subplots(
-        len(XIS), len(ranks), figsize=(2.7 * len(ranks), 2.6 * len(XIS)), squeeze=False,
+        len(XIS),
+        len(ranks),
+        figsize=(2.7 * len(ranks), 2.6 * len(XIS)),
+        squeeze=False,
         sharex="row",
-    )  # fmt: skip
+    )
     largest = setting.num_templates ** (setting.num_positions // 2)  # the matrix's side
     product_bins = [0.8 * 1.25**k for k in range(math.ceil(math.log(largest / 0.8, 1.25)) + 2)]
     relu_top = max((w for r in results if r.xi == "relu" for w in r.widths), default=1)
@@ -235,8 +244,14 @@ def histogram_table(results: list[RankBounds], setting: HistogramSetting) -> str
 
 
 def _shape(setting: TableSetting) -> dict:
-    return dict(in_channels=1, image_size=(1, setting.d), patch_size=1, feature_dim=setting.m,
-                num_classes=1, feature_map="tanh")  # fmt: skip
+    return dict(
+        in_channels=1,
+        image_size=(1, setting.d),
+        patch_size=1,
+        feature_dim=setting.m,
+        num_classes=1,
+        feature_map="tanh",
+    )
 
 
 def _relative_difference(converted: nn.Module, source: nn.Module, seed: int) -> float:
@@ -286,17 +301,33 @@ def table_measurements(setting: TableSetting) -> dict[tuple[str, str], dict[str,
         ht_of_tt, tt_of_ht = HTNet.from_tt(tt), TTNet.from_ht(ht)
         tt_of_cp, ht_of_cp = TTNet.from_cp(cp), HTNet.from_cp(cp)
         add(("TT", "TT"), max(tt_ranks(tt)[0].ranks), max(tt.ranks))
-        add(("HT", "TT"), _ht_width(ht_of_tt), max(ht_of_tt.ranks),
-            _relative_difference(ht_of_tt, tt, seed))  # fmt: skip
+        add(
+            ("HT", "TT"),
+            _ht_width(ht_of_tt),
+            max(ht_of_tt.ranks),
+            _relative_difference(ht_of_tt, tt, seed),
+        )
         add_cp(("CP", "TT"), tt)
-        add(("TT", "HT"), max(tt_ranks(tt_of_ht)[0].ranks), max(tt_of_ht.ranks),
-            _relative_difference(tt_of_ht, ht, seed))  # fmt: skip
+        add(
+            ("TT", "HT"),
+            max(tt_ranks(tt_of_ht)[0].ranks),
+            max(tt_of_ht.ranks),
+            _relative_difference(tt_of_ht, ht, seed),
+        )
         add(("HT", "HT"), _ht_width(ht), max(ht.ranks))
         add_cp(("CP", "HT"), ht)
-        add(("TT", "CP"), max(tt_ranks(cp)[0].ranks), max(tt_of_cp.ranks),
-            _relative_difference(tt_of_cp, cp, seed))  # fmt: skip
-        add(("HT", "CP"), _ht_width(cp), max(ht_of_cp.ranks),
-            _relative_difference(ht_of_cp, cp, seed))  # fmt: skip
+        add(
+            ("TT", "CP"),
+            max(tt_ranks(cp)[0].ranks),
+            max(tt_of_cp.ranks),
+            _relative_difference(tt_of_cp, cp, seed),
+        )
+        add(
+            ("HT", "CP"),
+            _ht_width(cp),
+            max(ht_of_cp.ranks),
+            _relative_difference(ht_of_cp, cp, seed),
+        )
         add(("CP", "CP"), cp_rank_lower_bound(cp)[0].bound, setting.r)
     return cells
 

@@ -62,40 +62,57 @@ class Experiment:
 
 
 TINY = (
-    "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
-    "--trainer.limit_test_batches=2", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2",
+    "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
-)  # fmt: skip
+)
 TINY_IMAGES = (*TINY, "--data.val_size=16", "--data.batch_size=8", "--data.download=false")
 
 EXPERIMENTS = (
     Experiment(
-        "toy", "Toy sets: decision boundaries across ranks", ("toy",),
+        "toy",
+        "Toy sets: decision boundaries across ranks",
+        ("toy",),
         "The paper shows the decision boundaries on `make_moons` and `make_circles` across ranks "
         "(a figure, no numbers).",
-        {"model.network": ["tensor_zoo.TTNet"], "model.network.rank": ["1", "4"],
-         "seed_everything": ["0"]},
+        {
+            "model.network": ["tensor_zoo.TTNet"],
+            "model.network.rank": ["1", "4"],
+            "seed_everything": ["0"],
+        },
         (*TINY, "--data.num_samples=200", "--data.val_size=32"),
     ),
     Experiment(
-        "mnist", "MNIST at ranks 1 to 4, with and without per-patch dropout", ("mnist_low_rank",),
+        "mnist",
+        "MNIST at ranks 1 to 4, with and without per-patch dropout",
+        ("mnist_low_rank",),
         "TT and CP: train accuracy 1.0 and test **0.95** without regularisation, test **0.98** "
         "with dropout on each patch, already at ranks below 5.",
-        {"model.network": ["tensor_zoo.CPNet", "tensor_zoo.TTNet"], "model.network.rank": ["1"],
-         "seed_everything": ["0"]},
+        {
+            "model.network": ["tensor_zoo.CPNet", "tensor_zoo.TTNet"],
+            "model.network.rank": ["1"],
+            "seed_everything": ["0"],
+        },
         TINY_IMAGES,
     ),
     Experiment(
-        "cifar10", "CIFAR-10 at feature size m = 4, no regularisation",
+        "cifar10",
+        "CIFAR-10 at feature size m = 4, no regularisation",
         ("cifar10_m4", "cifar10_m4_cp"),
         "Train accuracy against rank and against parameters for TT and CP at m = 4 (figures); "
         "best test accuracy **TT 0.45, CP 0.20**; CP sometimes worse at larger ranks.",
-        {"model.network": ["tensor_zoo.TTNet", "tensor_zoo.HTNet", "tensor_zoo.CPNet"],
-         "model.network.rank": ["1", "4"], "seed_everything": ["0"]},
+        {
+            "model.network": ["tensor_zoo.TTNet", "tensor_zoo.HTNet", "tensor_zoo.CPNet"],
+            "model.network.rank": ["1", "4"],
+            "seed_everything": ["0"],
+        },
         TINY_IMAGES,
     ),
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -185,11 +202,16 @@ def accuracy_figure(
         for metric, style in (("train_acc", "--"), ("test_acc", "-")):
             stats = [mean_spread([r[metric] for r in by_x[(x,)]]) for x in xs]
             axes.errorbar(
-                xs, [m for m, _ in stats], yerr=[s for _, s in stats], linestyle=style,
-                marker=marker, color=COLOURS.get(architecture), capsize=3,
+                xs,
+                [m for m, _ in stats],
+                yerr=[s for _, s in stats],
+                linestyle=style,
+                marker=marker,
+                color=COLOURS.get(architecture),
+                capsize=3,
                 alpha=1.0 if metric == "test_acc" else 0.6,
                 label=f"{label} ({'test' if metric == 'test_acc' else 'train'})",
-            )  # fmt: skip
+            )
     axes.set_xscale("log", base=2 if x_key == "rank" else 10)
     if x_key == "rank":  # the ranks run, as plain numbers
         ranks = sorted({run["rank"] for run in runs})
@@ -241,9 +263,12 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
             model.eval()
             settings = match[0]["data"]
             data = ToyDataModule(
-                dataset=dataset, num_samples=settings["num_samples"], noise=settings["noise"],
-                val_size=settings["val_size"], seed=settings["seed"],
-            )  # fmt: skip
+                dataset=dataset,
+                num_samples=settings["num_samples"],
+                noise=settings["noise"],
+                val_size=settings["val_size"],
+                seed=settings["seed"],
+            )
             data.setup()
             points, labels = data.test_set.images.reshape(-1, 2), data.test_set.labels
             low, high = points.min(0).values - 0.3, points.max(0).values + 0.3
@@ -255,8 +280,9 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
                 probability = model(grid).softmax(-1)[:, 1].reshape(grid_x.shape)
             axis.contourf(grid_x, grid_y, probability, levels=20, cmap="RdBu_r", alpha=0.7)
             axis.contour(grid_x, grid_y, probability, levels=[0.5], colors="k", linewidths=1)
-            axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", s=3,
-                         edgecolors="none")  # fmt: skip
+            axis.scatter(
+                points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", s=3, edgecolors="none"
+            )
             axis.set_title(
                 f"{dataset}, rank {rank}: test {100 * match[0]['test_acc']:.1f}%", fontsize=8
             )
@@ -307,11 +333,14 @@ def results_table(runs: list[dict[str, Any]], keys: tuple[str, ...], planned: in
         reduced = planned is not None and max(epochs) < planned
         seconds = statistics.fmean(r["fit_seconds"] for r in group)
         row = [
-            *(str(v) for v in values[:-1]), f"{group[0]['num_params']:,}",
+            *(str(v) for v in values[:-1]),
+            f"{group[0]['num_params']:,}",
             ", ".join(map(str, epochs)) + (f" (of {planned})" if reduced else ""),
-            percent([r["train_acc"] for r in group]), percent([r["best_val_acc"] for r in group]),
-            percent([r["test_acc"] for r in group]), f"{seconds:.0f}",
-        ]  # fmt: skip
+            percent([r["train_acc"] for r in group]),
+            percent([r["best_val_acc"] for r in group]),
+            percent([r["test_acc"] for r in group]),
+            f"{seconds:.0f}",
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -383,10 +412,14 @@ def experiment_section(experiment: Experiment, results: Results, figures: Path) 
 
 def headline(experiment: Experiment, runs: list[dict[str, Any]]) -> str:
     """Best test accuracy per architecture (mean over seeds of the best setting) vs the paper."""
-    paper = {"mnist": {"TTNet": "95% / 98% (dropout)", "CPNet": "95% / 98% (dropout)"},
-             "cifar10": {"TTNet": "45%", "CPNet": "20%"}}.get(experiment.key, {})  # fmt: skip
-    lines = ["| architecture | best setting | test acc (ours) | test acc (paper) |",
-             "| --- | --- | --- | --- |"]  # fmt: skip
+    paper = {
+        "mnist": {"TTNet": "95% / 98% (dropout)", "CPNet": "95% / 98% (dropout)"},
+        "cifar10": {"TTNet": "45%", "CPNet": "20%"},
+    }.get(experiment.key, {})
+    lines = [
+        "| architecture | best setting | test acc (ours) | test acc (paper) |",
+        "| --- | --- | --- | --- |",
+    ]
     for architecture in ARCHITECTURES:
         mine = [r for r in runs if r["architecture"] == architecture]
         if not mine:
@@ -477,8 +510,10 @@ def write_report(
         "",
     ]
     if quick:
-        intro += ["**Quick check: tiny runs (1 epoch, a few batches); the numbers mean nothing.**",
-                  ""]  # fmt: skip
+        intro += [
+            "**Quick check: tiny runs (1 epoch, a few batches); the numbers mean nothing.**",
+            "",
+        ]
     body = []
     for index, (name, section) in enumerate(SECTIONS.items()):
         if only and name not in only:
@@ -502,9 +537,14 @@ def run_quick(workdir: Path, progress: Callable[[str], None] | None = None) -> R
                 for k, v in only.items()
             }
             run_sweep(
-                sweep_file, workdir / "runs", list(experiment.quick_args), only, in_process=True,
-                root=ROOT, progress=progress,
-            )  # fmt: skip
+                sweep_file,
+                workdir / "runs",
+                list(experiment.quick_args),
+                only,
+                in_process=True,
+                root=ROOT,
+                progress=progress,
+            )
     return collect(workdir / "runs")
 
 

@@ -134,8 +134,10 @@ def expand_grid(
 
 def point_args(sweep: dict[str, Any], point: Point, extra: list[str]) -> list[str]:
     """The recipe's arguments for a point: W&B's `${args}`, `extra`, then the run's folders."""
-    args = [f"--{key}={json.dumps(value) if isinstance(value, list) else value}"
-            for key, value in point.params.items()]  # fmt: skip
+    args = [
+        f"--{key}={json.dumps(value) if isinstance(value, list) else value}"
+        for key, value in point.params.items()
+    ]
     folder = str(point.folder)
     args += [*extra, f"--trainer.default_root_dir={folder}"]
     if "logger=false" not in " ".join(extra).lower():
@@ -156,9 +158,12 @@ def run_point(
     with open(point.folder / "log.txt", "w") as stream:
         if not in_process:
             result = subprocess.run(
-                [sys.executable, program, *args], stdout=stream, stderr=subprocess.STDOUT,
-                cwd=root, check=False,
-            )  # fmt: skip
+                [sys.executable, program, *args],
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                check=False,
+            )
             return result.returncode == 0 and point.done
         return _run_in_process(program, args, stream, root) and point.done
 

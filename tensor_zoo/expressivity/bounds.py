@@ -89,9 +89,15 @@ def theorem1_witness(
     """
     q = min(m, r)
     net = TTNet(
-        in_channels=1, image_size=(1, d), patch_size=1, feature_dim=m, rank=r,
-        num_classes=num_classes, feature_map="identity", append_one=False,
-    ).to(dtype)  # fmt: skip
+        in_channels=1,
+        image_size=(1, d),
+        patch_size=1,
+        feature_dim=m,
+        rank=r,
+        num_classes=num_classes,
+        feature_map="identity",
+        append_one=False,
+    ).to(dtype)
     diagonal = torch.arange(q)
     with torch.no_grad():
         for position, core in enumerate(net.cores):

@@ -109,7 +109,7 @@ def numerical_rank(
 
 
 def resolve_rows(rows: Rows, num_positions: int) -> tuple[int, ...]:
-    """"odd_even" (positions 1, 3, 5, ... counted from 1, i.e. 0, 2, 4, ... from 0),
+    """ "odd_even" (positions 1, 3, 5, ... counted from 1, i.e. 0, 2, 4, ... from 0),
     "left_right" (the first d // 2) or explicit positions -> sorted 0-based positions."""
     if rows == "odd_even":
         return tuple(range(0, num_positions, 2))

@@ -152,9 +152,18 @@ def _dataset_name(datamodule: Any) -> str:
 
 
 DATA_SETTINGS = (
-    "batch_size", "val_size", "test_size", "seed", "augment", "shift_pixels", "flip", "root",
-    "dataset", "num_samples", "noise",
-)  # fmt: skip
+    "batch_size",
+    "val_size",
+    "test_size",
+    "seed",
+    "augment",
+    "shift_pixels",
+    "flip",
+    "root",
+    "dataset",
+    "num_samples",
+    "noise",
+)
 
 
 class ExperimentSummary(L.Callback):
@@ -209,9 +218,12 @@ class ExperimentSummary(L.Callback):
         facts = self.identity(pl_module, datamodule)
         group = f"{facts['experiment']}/{facts['dataset']}/{facts['architecture']}"
         tags = [
-            facts["architecture"], facts["dataset"], f"rank={facts['rank']}",
-            f"params={facts['num_params']}", facts["experiment"],
-        ]  # fmt: skip
+            facts["architecture"],
+            facts["dataset"],
+            f"rank={facts['rank']}",
+            f"params={facts['num_params']}",
+            facts["experiment"],
+        ]
         return {"group": group, "tags": tags}
 
     def facts(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
@@ -219,9 +231,7 @@ class ExperimentSummary(L.Callback):
         import os
 
         datamodule = trainer.datamodule
-        data = {
-            key: getattr(datamodule, key) for key in DATA_SETTINGS if hasattr(datamodule, key)
-        }
+        data = {key: getattr(datamodule, key) for key in DATA_SETTINGS if hasattr(datamodule, key)}
         seed = os.environ.get("PL_GLOBAL_SEED")
         return {
             **self.identity(pl_module, datamodule),

@@ -77,8 +77,13 @@ class RunConfigCallback(SaveConfigCallback):
                 callback.dirpath = str(folder / "checkpoints")
         if trainer.is_global_zero:
             folder.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False,
-                             overwrite=True, multifile=self.multifile)  # fmt: skip
+            self.parser.save(
+                self.config,
+                str(folder / self.config_filename),
+                skip_none=False,
+                overwrite=True,
+                multifile=self.multifile,
+            )
         self.already_saved = True
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -149,9 +154,10 @@ class TensorZooCLI(LightningCLI):
         trainer = self.trainer
         if not trainer.loggers:
             trainer.callbacks = [
-                callback for callback in trainer.callbacks
+                callback
+                for callback in trainer.callbacks
                 if not isinstance(callback, LearningRateMonitor)
-            ]  # fmt: skip
+            ]
         if not any(isinstance(callback, SaveOnInterrupt) for callback in trainer.callbacks):
             trainer.callbacks.append(SaveOnInterrupt())
 
@@ -216,9 +222,11 @@ def _run(datamodule_class: type, config: Path, argv: list[str] | None) -> None:
     wants_subcommand = bool(args) and (args[0] in SUBCOMMANDS or args[0] in ("-h", "--help"))
     if wants_subcommand:
         TensorZooCLI(
-            TensorNetClassifier, datamodule_class, **common,
+            TensorNetClassifier,
+            datamodule_class,
+            **common,
             parser_kwargs={command: parser_kwargs for command in SUBCOMMANDS},
-        )  # fmt: skip
+        )
         return
     cli = TensorZooCLI(
         TensorNetClassifier, datamodule_class, run=False, parser_kwargs=parser_kwargs, **common
@@ -268,6 +276,4 @@ def _resume_command(args: list[str], checkpoint: Path) -> str:
     kept = [arg for arg in args if not arg.startswith("--ckpt_path")]
     if kept and kept[0] in SUBCOMMANDS:
         kept = kept[1:]
-    return shlex.join([
-        "python", sys.argv[0], "fit", *kept, f"--ckpt_path={checkpoint}"
-    ])  # fmt: skip
+    return shlex.join(["python", sys.argv[0], "fit", *kept, f"--ckpt_path={checkpoint}"])

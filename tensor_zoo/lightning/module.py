@@ -121,9 +121,14 @@ class TensorNetClassifier(L.LightningModule):
         on_step = stage == "train"
         batch_size = len(labels)
         self.log(
-            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
-            batch_size=batch_size, sync_dist=not on_step,
-        )  # fmt: skip
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=not on_step,
+        )
         self.log(
             f"{stage}/acc",
             metric,
@@ -138,8 +143,9 @@ class TensorNetClassifier(L.LightningModule):
         """Seed this batch's random numbers from (run seed, epoch, batch, rank) alone."""
         run_seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
         if run_seed is not None:
-            torch.manual_seed(batch_seed(int(run_seed), self.current_epoch, batch_idx,
-                                         self.global_rank))  # fmt: skip
+            torch.manual_seed(
+                batch_seed(int(run_seed), self.current_epoch, batch_idx, self.global_rank)
+            )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
@@ -230,8 +236,11 @@ class TensorNetClassifier(L.LightningModule):
             and saved_network.get("init_args", {}).get(key) != value
         ]
         if saved_network and saved_network.get("class_path") != network.get("class_path"):
-            differences.insert(0, f"{saved_network.get('class_path')} in the checkpoint, "
-                                  f"{network.get('class_path')} now")  # fmt: skip
+            differences.insert(
+                0,
+                f"{saved_network.get('class_path')} in the checkpoint, "
+                f"{network.get('class_path')} now",
+            )
         if saved_network and differences:
             raise ResumeMismatchError(
                 f"The checkpoint holds another network than the one configured ("

@@ -233,12 +233,15 @@ class HTNet(TensorNetwork):
         classes = tt.num_classes
         bonds = [core.shape[0] for core in cores] + [cores[-1].shape[-1]]
         depth = count.bit_length() - 1
-        spans = [[(start, start + 2**level) for start in range(0, count, 2**level)]
-                 for level in range(depth + 1)]  # fmt: skip
+        spans = [
+            [(start, start + 2**level) for start in range(0, count, 2**level)]
+            for level in range(depth + 1)
+        ]
         widths = [max(bonds[a] * bonds[b] for a, b in spans[level]) for level in range(depth)]
         outputs = [*widths[1:], classes]
-        size = sum((count >> (level + 1)) * widths[level] ** 2 * outputs[level]
-                   for level in range(depth))  # fmt: skip
+        size = sum(
+            (count >> (level + 1)) * widths[level] ** 2 * outputs[level] for level in range(depth)
+        )
         if size > FROM_TT_LIMIT:
             raise ValueError(
                 f"HTNet.from_tt: the HT form of this TT has widths {widths} (r^2 for TT rank r) "

@@ -85,8 +85,9 @@ def _load_folder(name: str | None, path: Path) -> TensorNetwork:
         log.warning(
             "Could not verify %s: there is no %s next to it (no sha256 is known for a local "
             "folder either). Load it only if you trust where it came from.",
-            weights, GOLDEN_FILE,
-        )  # fmt: skip
+            weights,
+            GOLDEN_FILE,
+        )
     return network
 
 

@@ -76,8 +76,11 @@ def _run_details(ckpt_path: Path) -> dict[str, Any]:
     metrics_file = run_dir / "metrics.csv"
     if metrics_file.is_file():
         with open(metrics_file) as stream:
-            seconds = [float(r["train/epoch_seconds"]) for r in csv.DictReader(stream)
-                       if r.get("train/epoch_seconds")]  # fmt: skip
+            seconds = [
+                float(r["train/epoch_seconds"])
+                for r in csv.DictReader(stream)
+                if r.get("train/epoch_seconds")
+            ]
         if seconds:
             details["epoch_seconds"] = [round(s, 2) for s in seconds]
             details["wall_time_s"] = round(sum(seconds), 1)

@@ -69,7 +69,7 @@ def read_config(path: Path) -> dict[str, Any]:
     architecture = config.get("architecture")
     if not isinstance(architecture, dict) or not isinstance(architecture.get("init_args"), dict):
         raise CheckpointFormatError(
-            f"{path} has no architecture {{\"class_path\", \"init_args\": {{...}}}}. Restore or "
+            f'{path} has no architecture {{"class_path", "init_args": {{...}}}}. Restore or '
             f"re-export the checkpoint."
         )
     return config

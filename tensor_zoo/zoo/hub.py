@@ -227,9 +227,11 @@ def _download(
         f"(the source repository has it in checkpoints/{name}/)."
     )
     options = {
-        "revision": revision, "cache_dir": cache_dir, "endpoint": endpoint,
+        "revision": revision,
+        "cache_dir": cache_dir,
+        "endpoint": endpoint,
         "library_name": "tensor-zoo",
-    }  # fmt: skip
+    }
     if not force_download:
         try:  # the sha256 check pins the content, so any cached copy will do: no request
             return Path(hf_hub_download(repo_id, filename, local_files_only=True, **options))
@@ -250,8 +252,10 @@ def _download(
     try:  # one metadata request, no retries: a failure is reported at once
         get_hf_file_metadata(
             hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint),
-            timeout=timeout, library_name="tensor-zoo", endpoint=endpoint,
-        )  # fmt: skip
+            timeout=timeout,
+            library_name="tensor-zoo",
+            endpoint=endpoint,
+        )
         path = hf_hub_download(
             repo_id, filename, force_download=force_download, etag_timeout=timeout, **options
         )
@@ -323,9 +327,10 @@ def publish_folder(
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
-            repo_id=repo_id, folder_path=str(folder),
+            repo_id=repo_id,
+            folder_path=str(folder),
             commit_message=commit_message or f"Upload {folder.name} with tensor-zoo",
-        )  # fmt: skip
+        )
     except (HfHubHTTPError, HfUriError) as error:  # HfUriError: a 403 on an existing repo
         raise HubError(
             f"The Hub ({hub}) refused the upload to "

@@ -34,9 +34,14 @@ def export_onnx(network: TensorNetwork, path: str | os.PathLike, check_batch: in
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
         program = torch.onnx.export(
-            network, (example,), input_names=["images"], output_names=["logits"],
-            dynamic_shapes={"images": {0: batch}}, dynamo=True, verbose=False,
-        )  # fmt: skip
+            network,
+            (example,),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"images": {0: batch}},
+            dynamo=True,
+            verbose=False,
+        )
     program.save(os.fspath(path))
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     images = torch.rand(check_batch, channels, *size, generator=torch.Generator().manual_seed(0))

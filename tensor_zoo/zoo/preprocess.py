@@ -90,9 +90,12 @@ class ImageTransform:
         if tuple(pixels.shape[-2:]) != self.image_size:
             log.info("Resizing an image from %s to %s", tuple(pixels.shape[-2:]), self.image_size)
             pixels = F.interpolate(
-                pixels[None], size=self.image_size, mode="bilinear", antialias=True,
+                pixels[None],
+                size=self.image_size,
+                mode="bilinear",
+                antialias=True,
                 align_corners=False,
-            )[0].clamp(0, 1)  # fmt: skip
+            )[0].clamp(0, 1)
         return pixels.contiguous()
 
 

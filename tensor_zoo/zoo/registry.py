@@ -83,7 +83,7 @@ def _read_index(path: Path, mtime_ns: int) -> dict[str, Any]:
         ) from error
     if not isinstance(index, dict) or not isinstance(index.get("models"), dict):
         raise IndexFileError(
-            f"The zoo index {path} has no \"models\" object. Restore it or point "
+            f'The zoo index {path} has no "models" object. Restore it or point '
             f"TENSOR_ZOO_INDEX at a good one."
         )
     if index.get("format_version") != FORMAT_VERSION:
