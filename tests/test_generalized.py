@@ -4,11 +4,10 @@ import math
 from functools import reduce
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from conftest import brute_force_logits
-from test_lightning import make_module, tiny_loaders
+from test_lightning import fit_tiny
 from test_networks import randomize
 
 from tensor_zoo import CPNet, HTNet, SharedTTNet, TTNet, build_network
@@ -353,20 +352,7 @@ def test_shared_tt_parameters_and_position_count():
     ],
 )
 def test_a_lightning_trainer_fits_generalized_and_shared_networks(cls, extra, tmp_path):
-    L.seed_everything(0, verbose=False)
-    train, evaluate = tiny_loaders()
-    model = make_module(cls, extra, lr=1e-2)
-    trainer = L.Trainer(
-        max_epochs=8,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-    )
-    (before,) = trainer.validate(model, evaluate, verbose=False)
-    trainer.fit(model, train, evaluate)
-    (after,) = trainer.validate(model, evaluate, verbose=False)
+    trainer, _, before, after = fit_tiny(cls, extra, tmp_path)
     assert after["val/loss"] < 0.7 * before["val/loss"]
     assert after["val/acc"] > 0.6  # chance: 1/3
     trainer.save_checkpoint(tmp_path / "model.ckpt")

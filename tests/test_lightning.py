@@ -39,8 +39,9 @@ def make_module(cls, extra, **kwargs) -> TensorNetClassifier:
     return TensorNetClassifier(network, **kwargs)
 
 
-@pytest.mark.parametrize(("cls", "extra"), VARIANTS)
-def test_trainer_fits_and_checkpoint_round_trips(cls, extra, tmp_path):
+def fit_tiny(cls, extra, tmp_path) -> tuple[L.Trainer, TensorNetClassifier, dict, dict]:
+    """Eight epochs of a real Trainer on `tiny_loaders`: (trainer, module, val metrics before,
+    val metrics after)."""
     L.seed_everything(0, verbose=False)
     train, evaluate = tiny_loaders()
     model = make_module(cls, extra, lr=1e-2)
@@ -55,6 +56,13 @@ def test_trainer_fits_and_checkpoint_round_trips(cls, extra, tmp_path):
     (before,) = trainer.validate(model, evaluate, verbose=False)
     trainer.fit(model, train, evaluate)
     (after,) = trainer.validate(model, evaluate, verbose=False)
+    return trainer, model, before, after
+
+
+@pytest.mark.parametrize(("cls", "extra"), VARIANTS)
+def test_trainer_fits_and_checkpoint_round_trips(cls, extra, tmp_path):
+    trainer, model, before, after = fit_tiny(cls, extra, tmp_path)
+    _, evaluate = tiny_loaders()
     assert after["val/loss"] < 0.5 * before["val/loss"]
     assert after["val/acc"] > 0.9
 
