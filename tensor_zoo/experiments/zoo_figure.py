@@ -93,7 +93,11 @@ class ZooPoint:
 
 
 def count_sites(init_args: dict[str, Any]) -> int:
-    """The number of sites d of a network config: patches (or pixels) of the image grid."""
+    """The number of sites d of a network config: patches (or pixels) of the image grid.
+
+    Args:
+        init_args: the network's constructor arguments (image_size, patch_size, stride).
+    """
     size = init_args["image_size"]
     height, width = (size, size) if isinstance(size, int) else size
     patch = init_args["patch_size"]
@@ -102,8 +106,12 @@ def count_sites(init_args: dict[str, Any]) -> int:
 
 
 def zoo_points(index: dict[str, Any]) -> list[ZooPoint]:
-    """The published checkpoints of an index (`read_index()`), in dataset-table order, then
-    architecture, layout and parameter count."""
+    """The published checkpoints of an index, in the order of the dataset table, then
+    architecture (CP, TT, HT), site layout (the recipe's patches first) and parameter count.
+
+    Args:
+        index: an index of published checkpoints, as `read_index()` returns it.
+    """
     points = []
     for name, entry in index["models"].items():
         config = entry["config"]
@@ -135,7 +143,9 @@ def zoo_points(index: dict[str, Any]) -> list[ZooPoint]:
         return (
             datasets.index(point.dataset) if known else len(datasets),
             point.dataset,
-            ARCHITECTURES.index(point.architecture) if point.architecture in SHORT else 9,
+            ARCHITECTURES.index(point.architecture)
+            if point.architecture in ARCHITECTURES
+            else len(ARCHITECTURES),
             point.layout or "",
             point.num_params,
         )
