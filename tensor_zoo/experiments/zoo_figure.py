@@ -37,6 +37,12 @@ PAPER_SETTINGS = {
     "cifar10": "the paper's CIFAR-10 numbers are at feature size m = 4 without regularisation "
     "(the original images; ours are a JPEG copy)",
 }
+# Other tensor-network classifiers' published test accuracy, for context.
+ELSEWHERE = {
+    "mnist": "an MPS on the pixels about 99% (Stoudenmire & Schwab 2016); deep tensor "
+    "networks about 99.5% (2022)",
+    "fashion-mnist": "deep tensor networks about 92% (2022)",
+}
 # The targets of issue 10 (test split): by dataset key, {architecture, or None for the best
 # checkpoint of any architecture: lowest accuracy to reach}.
 TARGETS: dict[str, dict[str | None, float]] = {
@@ -349,6 +355,8 @@ def zoo_markdown(figures: Path) -> str:
         text += [best_table(dataset, members), ""]
         if dataset in PAPER_SETTINGS:
             text += [f"Paper's setting: {PAPER_SETTINGS[dataset]}.", ""]
+        if dataset in ELSEWHERE:
+            text += [f"Other tensor-network classifiers, for context: {ELSEWHERE[dataset]}.", ""]
         text += ["Targets (issue 10, test split):", "", *targets_lines(dataset, title, members)]
         text += [""]
         notes = sorted({p.data_note for p in members if p.data_note})
