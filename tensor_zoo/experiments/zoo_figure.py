@@ -322,17 +322,18 @@ def zoo_markdown(figures: Path) -> str:
         "## The zoo across ranks: test accuracy against parameters",
         "",
         f"Every published checkpoint of {where} ({len(points)} checkpoints), with the test "
-        "accuracy its card records (measured by `tensor-zoo eval` on the official test split, "
-        "or the held-out split of the scikit-learn digits) and the training wall time and "
+        "accuracy its card records (measured by `tensor-zoo eval` on the dataset's test split, "
+        "the card says which) and the training wall time and "
         "machine recorded with its run. These are our recipes' settings (patches, feature "
         "map, dropout, augmentation and epochs as each card's command and config say), not the "
         "paper's: the sections above reproduce the paper's setting. Each checkpoint is a "
         "**single training run** ("
         + seeds_text(points)
-        + "), so no spread over seeds is given; differences of a few tenths of a percent "
-        "between neighbouring points are within what another seed could change. The wall "
-        "times are as logged: most runs shared a 2-core machine with other jobs, so they are "
-        "upper bounds (the [zoo page](zoo.md) gives each run's note). Regenerate this section "
+        + "), so no spread over seeds is given, and small differences between neighbouring points "
+        "may be within the variation between seeds, which was not measured here. The wall "
+        "times are as logged on the machine each row names; a run that shared its machine with "
+        "other jobs took longer than it would on an idle one (the [zoo page](zoo.md) gives "
+        "each run's note). Regenerate this section "
         "alone with `tensor-zoo report --only zoo`.",
         "",
     ]
