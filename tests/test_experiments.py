@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from test_data import make_idx_dataset, write_cifar_fixture
 
+from tensor_zoo.experiments import report
 from tensor_zoo.experiments.report import SECTIONS, collect, split_sections, write_report
 from tensor_zoo.experiments.sweep import expand_grid, load_sweep, run_sweep
 from tensor_zoo.experiments.wandb_offline import read_offline_run
+from tensor_zoo.zoo.registry import PACKAGED_INDEX, read_index, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "recipes" / "sweeps").glob("*.yaml"))
@@ -165,6 +167,7 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
         "## MNIST at ranks 1 to 4",
         "## CIFAR-10 at feature size m = 4",
         "## Expressivity",
+        "## The zoo across ranks",
     ):
         assert title in report
     assert "| TTNet | 1 | 250 | 1 (of 20) |" in report.replace(" | 0.0 | ", " | ")
@@ -184,6 +187,7 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
         "cifar10_accuracy_vs_rank.png",
         "cifar10_accuracy_vs_parameters.png",
         "rank_bound_histograms.png",
+        "zoo_accuracy_vs_parameters.png",
     }
     assert all((out / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
 
@@ -197,5 +201,46 @@ def test_report_only_regenerates_the_sections_named_and_keeps_the_others(tmp_pat
     assert written[0].startswith("## Toy sets") and "**Ours: not run yet.**" in written[0]
     assert written[1:] == sections[1:]
     (tmp_path / "reproduction.md").write_text("# a report of another version\n\n" + sections[0])
-    with pytest.raises(ValueError, match="1 sections, the report 4"):
+    with pytest.raises(ValueError, match="1 sections, the report 5"):
         write_report(collect(tmp_path / "runs"), tmp_path, only=["toy"])
+
+
+def test_zoo_section_is_drawn_from_the_index_and_added_by_only_zoo(tmp_path, monkeypatch):
+    packaged = read_index(PACKAGED_INDEX)["models"]
+    tt, cp = packaged["tt-mnist-r4"], packaged["cp-cifar10-r16"]  # real entries, new numbers
+    tt["config"].update(name="tt-mnist-r8", num_params=12345)
+    tt["config"]["architecture"]["init_args"]["rank"] = 8
+    tt["config"]["metrics"]["test/acc"] = 0.9931
+    tt["config"]["training"]["wall_time_s"] = 90.0
+    cp["config"].update(name="cp-cifar10-r32", num_params=67890)
+    cp["config"]["architecture"]["init_args"]["rank"] = 32
+    cp["config"]["metrics"]["test/acc"] = 0.6
+    cp["config"]["training"]["hardware"] = "a test machine"
+    index = tmp_path / "index.json"
+    write_index({"format_version": 1, "models": {"tt-mnist-r8": tt, "cp-cifar10-r32": cp}}, index)
+    monkeypatch.setenv("TENSOR_ZOO_INDEX", str(index))
+    # a report built before the zoo section existed: --only zoo appends it, keeps the rest
+    older = [f"## {name}\n\nkept text of {name}\n" for name in list(SECTIONS)[:-1]]
+    (tmp_path / "reproduction.md").write_text("# old intro\n\n" + "\n".join(older))
+    report.main(runs_dir=str(tmp_path / "runs"), out=str(tmp_path), only=["zoo"])
+    written = split_sections((tmp_path / "reproduction.md").read_text())[1]
+    assert written[:-1] == older
+    zoo = written[-1]
+    assert zoo.startswith("## The zoo across ranks") and "(2 checkpoints)" in zoo
+    assert (
+        "| `tt-mnist-r8` | TTNet | 16 patches of 7×7 | 8 | 12,345 | 99.31% | 20 | 1.5 min |" in zoo
+    )
+    assert "| `cp-cifar10-r32` | CPNet | 64 patches of 4×4 | 32 | 67,890 | 60.00% |" in zoo
+    assert "| a test machine |" in zoo
+    assert "| TT | `tt-mnist-r8` | 99.31% | 95% (98% with per-patch dropout) |" in zoo
+    assert "| CP | `cp-cifar10-r32` | 60.00% | 20% |" in zoo
+    assert "- best MNIST ≥ 99.2%: **met** (best: `tt-mnist-r8`, 99.31%)" in zoo
+    assert "- best CIFAR-10 (JPEG copy) TT ≥ 72.0%: **not met** (no checkpoint yet)" in zoo
+    assert "- best CIFAR-10 (JPEG copy) CP ≥ 66.0%: **not met** (best: `cp-cifar10-r32`" in zoo
+    assert "JPEG export of the original set" in zoo and "**single training run** (seed 0)" in zoo
+    assert "Fashion-MNIST" not in zoo and "tt-mnist-r16" not in zoo  # only what the index has
+    figure = tmp_path / "figures" / "zoo_accuracy_vs_parameters.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    # regenerating the section again gives the same text
+    write_report(collect(tmp_path / "runs"), tmp_path, only=["zoo"])
+    assert split_sections((tmp_path / "reproduction.md").read_text())[1] == written

@@ -13,7 +13,9 @@ command that runs them; no number is written that was not measured. Needs matplo
 
 The expressivity section (rank-bound histograms, the TT <-> HT rank table) is measured on
 random networks, no run needed (`tensor_zoo.experiments.expressivity`); `--only expressivity`
-regenerates it alone, keeping the other sections of the existing report. New sections are
+regenerates it alone, keeping the other sections of the existing report. The zoo section
+(`tensor_zoo.experiments.zoo_figure`) reads the index of published checkpoints, no run needed
+either (`--only zoo`). New sections are
 functions `(Results, figures folder, quick) -> markdown` added to SECTIONS.
 """
 
@@ -442,6 +444,14 @@ def expressivity_section(results: Results, figures: Path, quick: bool = False) -
     return expressivity_markdown(figures, quick=quick)
 
 
+def zoo_section(results: Results, figures: Path, quick: bool = False) -> str:
+    """The published checkpoints across ranks, read from the zoo's index (no runs needed; the
+    quick check draws the same, from the same index)."""
+    from tensor_zoo.experiments.zoo_figure import zoo_markdown
+
+    return zoo_markdown(figures)
+
+
 # Section name -> (results, figures folder, quick) -> markdown, in the report's order.
 SECTIONS: dict[str, Callable[[Results, Path, bool], str]] = {
     **{
@@ -449,6 +459,7 @@ SECTIONS: dict[str, Callable[[Results, Path, bool], str]] = {
         for e in EXPERIMENTS
     },
     "expressivity": expressivity_section,
+    "zoo": zoo_section,
 }
 
 
@@ -479,10 +490,12 @@ def write_report(
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: build the whole report once first.")
         kept = split_sections(path.read_text())[1]
-        if len(kept) != len(SECTIONS):
+        new = list(SECTIONS)[len(kept) :]  # sections added to the report since it was built
+        if len(kept) > len(SECTIONS) or not set(new) <= set(only):
             raise ValueError(
                 f"{path} has {len(kept)} sections, the report {len(SECTIONS)}: it was built by "
-                f"another version; build the whole report (without --only)."
+                f"another version; build the whole report (without --only), or name the "
+                f"sections it lacks ({', '.join(new) or 'none'}) in --only."
             )
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -563,8 +576,8 @@ def main(
             --quick: a new temporary folder).
         quick: tiny runs of every experiment and their report, in a temporary folder (a check
             that the pipeline runs).
-        only: regenerate only these sections (toy, mnist, cifar10, expressivity), keeping the
-            others of OUT/reproduction.md word for word.
+        only: regenerate only these sections (toy, mnist, cifar10, expressivity, zoo), keeping
+            the others of OUT/reproduction.md word for word.
     """
     start = time.perf_counter()
     if quick:
