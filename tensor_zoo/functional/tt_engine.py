@@ -190,6 +190,14 @@ def scan_group_size(rank: int, feature_dim: int, batch: int) -> int:
     return min(costs, key=costs.get)
 
 
+def transfer_form(rank: int, merged_dim: int) -> bool:
+    """Whether the scan runs over precomputed transfer matrices (`_TransferScan`): when a
+    (merged) site's features are at least as many as the rank, M >= R, a step of `_Scan` forms
+    M R B numbers, a step over transfer matrices R R B, and all transfer matrices come from one
+    large GEMM instead of n small ones."""
+    return merged_dim >= rank
+
+
 def group_size(rank: int, feature_dim: int) -> int:
     """k: how many consecutive sites to merge into one transfer matrix (see `merged_sites`).
 
@@ -396,6 +404,65 @@ class _Scan(torch.autograd.Function):
         return grad_weights, grad_features, None
 
 
+class _TransferScan(torch.autograd.Function):
+    """The scan's sweep over precomputed transfer matrices, differentiated by hand.
+
+    matrices (n, S, R, R, B), batch last: T_j[i, l, b] = sum_c W_j[i, c, l] f_j[c, b] for n
+    sites of S independent chains (one batched GEMM before this op, differentiated by
+    autograd). Each chain starts from e_0 and takes n steps h_j[l, b] = sum_i h_{j-1}[i, b]
+    T_j[i, l, b]: one broadcast multiply and one reduction over R R B numbers, where `_Scan`
+    forms M R B per step. Rescaled as `_Scan` (after every SCAN_RESCALE_EVERY-th step and the
+    last). Backward: per step one multiply and one reduction; the gradient of all transfer
+    matrices then comes from one batched outer product.
+    """
+
+    @staticmethod
+    def forward(ctx, matrices: Tensor, log_format: bool) -> tuple[Tensor, Tensor]:
+        count, sides, rank, _, batch = matrices.shape
+        keep = ctx.needs_input_grad[0]
+        states = matrices.new_empty(count + 1 if keep else 2, sides, rank, batch)
+        states[0].zero_()
+        states[0, :, 0] = 1
+        scales = matrices.new_ones(count, sides, 1, batch)
+        buffers, step_scales = states.unbind(0), scales.unbind(0)
+        step_matrices = matrices.unbind(0)
+        tiny = torch.finfo(matrices.dtype).tiny
+        product = matrices.new_empty(sides, rank, rank, batch)
+        for step in range(count):
+            state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
+            torch.mul(step_matrices[step], buffers[state][:, :, None], out=product)
+            torch.sum(product, dim=1, out=buffers[new])
+            if log_format and _rescaled(step, count):
+                torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
+                step_scales[step].clamp_min_(tiny)
+                buffers[new].div_(step_scales[step])
+        ctx.log_format = log_format
+        if keep:
+            ctx.save_for_backward(matrices, states, scales)
+        log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
+        ctx.mark_non_differentiable(log_scale)
+        return buffers[new].clone(), log_scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor, None]:
+        matrices, states, scales = ctx.saved_tensors
+        count, sides, rank, _, batch = matrices.shape
+        grads = torch.empty_like(states[1:])  # grads[j]: d loss / d (output of step j, unscaled)
+        step_grads, step_scales = grads.unbind(0), scales.unbind(0)
+        step_matrices = matrices.unbind(0)
+        product = matrices.new_empty(sides, rank, rank, batch)
+        step_grads[-1].copy_(grad_state)
+        for step in range(count - 1, -1, -1):
+            if ctx.log_format and _rescaled(step, count):
+                step_grads[step].div_(step_scales[step])
+            if step:
+                torch.mul(step_matrices[step], step_grads[step][:, None], out=product)
+                torch.sum(product, dim=2, out=step_grads[step - 1])
+        grad_matrices = states[:-1, :, :, None] * grads[:, :, None]  # (n, S, R, R, B)
+        return grad_matrices, None
+
+
 def _rescaled(step: int, count: int) -> bool:
     """Whether the scan rescales the state after this step (of `count`)."""
     return step % SCAN_RESCALE_EVERY == SCAN_RESCALE_EVERY - 1 or step == count - 1
@@ -426,8 +493,14 @@ def scan_products(
         merged_features.append(merged_columns(columns, group, count * group))
         merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
     features = torch.stack(merged_features, dim=1)  # (n, S, M, B)
-    weights = torch.stack(merged_cores, dim=1).contiguous()  # (n, S, R, M, R)
-    state, log_scale = _Scan.apply(weights, features, log_format)
+    weights = torch.stack(merged_cores, dim=1)  # (n, S, R, M, R)
+    if transfer_form(rank, features.shape[2]):
+        # (n, S, R, R, M) @ (n, S, M, B): every transfer matrix in one batched GEMM
+        matrices = torch.matmul(weights.transpose(-1, -2).flatten(2, 3), features)
+        matrices = matrices.unflatten(2, (rank, rank))
+        state, log_scale = _TransferScan.apply(matrices, log_format)
+    else:
+        state, log_scale = _Scan.apply(weights.contiguous(), features, log_format)
     results = []
     for index, (_, cores, reverse) in enumerate(sides):
         size = cores[0].shape[0] if reverse else cores[-1].shape[-1]
