@@ -135,7 +135,11 @@ def test_auto_picks_the_scan_on_cpu_for_long_sequences_and_the_sweep_for_short_o
         assert choose_contraction(100, 784, 10, 2, training) == "scan"
         assert choose_contraction(1000, 196, 20, 2, training) == "scan"
     assert choose_contraction(batch=256, positions=4, rank=16, feature_dim=8) == "sequential"
-    assert choose_contraction(batch=256, positions=64, rank=16, feature_dim=32) == "sequential"
+    assert choose_contraction(batch=256, positions=64, rank=16, feature_dim=16) == "sequential"
+    # short sequences with m >= 2 R (CIFAR-10: m = 32, R = 16): the scan in training only
+    assert choose_contraction(batch=128, positions=64, rank=16, feature_dim=32) == "scan"
+    cifar_inference = choose_contraction(256, positions=64, rank=16, feature_dim=32, training=False)
+    assert cifar_inference == "sequential"
     # on other devices, the tree (or chunked, for large B d R^2) for long sequences
     assert choose_contraction(100, 784, 10, 2, device_type="cuda") == "tree"
     assert choose_contraction(4000, 2**16, 4, 2, device_type="cuda") == "chunked"

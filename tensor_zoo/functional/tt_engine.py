@@ -54,6 +54,9 @@ SCAN_MIN_POSITIONS = 128
 # Transfer matrices alive at once (numbers) before `auto` switches from tree to chunked.
 CHUNKED_ABOVE_NUMBERS = 2**27
 DEFAULT_CHUNK_SIZE = 64
+# Short sequences take the scan on the CPU in training when m >= this times R (see
+# `choose_contraction`).
+SCAN_WIDE_FEATURES = 2
 # The fixed cost of one step of the scan, in multiply-adds (see `scan_group_size`).
 SCAN_STEP_COST = 6e4
 # The scan rescales its state after every this many steps (see `_Scan`).
@@ -72,9 +75,14 @@ def choose_contraction(
 
     On the CPU, sequences of at least SCAN_MIN_POSITIONS positions take the scan (measured on
     the 2-core development machine at TorchMPS's shapes, d = 196 and 784: 2-4x the tree's
-    images/s in training, 2x the sweep's in inference); shorter ones keep the rule below, where
-    the scan only ties with the sweep (d = 16 and 64, R = 16, m = 8 and 32). On other devices
-    (not measured for the scan) the rule below: the tree for long sequences.
+    images/s in training, 2x the sweep's in inference). Shorter ones (d >= TREE_MIN_POSITIONS)
+    take the scan in training when m >= SCAN_WIDE_FEATURES R, where it runs over transfer
+    matrices (`transfer_form`). Measured on that machine (one thread, under load, contraction
+    forward and backward, B = 128, d = 64, median of 7): m = 32, R = 16: scan 24 ms, sweep 32 ms,
+    tree 43 ms (d = 16: 8.0, 9.8 and 9.4 ms; d = 8: 2.3, 6.8 and 2.4 ms); m = 16, R = 16: 19 vs
+    21 ms (a tie); m = 32, R = 32: 118 vs 97 ms (the sweep wins); in inference the sweep wins
+    (B = 256, m = 32, R = 16: 14 ms, scan 25, tree 20). Everything else keeps the rule below. On
+    other devices (not measured for the scan) the rule below: the tree for long sequences.
 
     Args:
         batch: B, the batch size.
@@ -86,6 +94,9 @@ def choose_contraction(
         device_type: where the contraction runs ("cpu", "cuda", ...).
     """
     if device_type == "cpu" and positions >= SCAN_MIN_POSITIONS:
+        return "scan"
+    wide = feature_dim >= SCAN_WIDE_FEATURES * rank and positions >= TREE_MIN_POSITIONS
+    if device_type == "cpu" and training and wide:
         return "scan"
     group = group_size(rank, feature_dim)
     if positions < TREE_MIN_POSITIONS or batch * rank**3 / group > TREE_MAX_WORK[training]:
