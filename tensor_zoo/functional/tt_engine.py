@@ -498,25 +498,33 @@ def scan_products(
     merged_features, merged_cores = [], []
     for features, cores, reverse in sides:
         stacked = stack_padded(cores, rank)
-        columns = features.permute(1, 2, 0).contiguous()  # (d_s, m, B): batch last from here
+        columns = features.permute(1, 2, 0)  # (d_s, m, B): batch last from here
+        if group > 1:  # contiguous outer products in merged_columns
+            columns = columns.contiguous()
         if reverse:
             columns, stacked = columns.flip(0), stacked.flip(0).transpose(1, 3)
         merged_features.append(merged_columns(columns, group, count * group))
         merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
-    features = torch.stack(merged_features, dim=1)  # (n, S, M, B)
-    weights = torch.stack(merged_cores, dim=1)  # (n, S, R, M, R)
+    features = _side_by_side(merged_features)  # (n, S, M, B)
+    weights = _side_by_side(merged_cores)  # (n, S, R, M, R)
     if transfer_form(rank, features.shape[2]):
-        # (n, S, R, R, M) @ (n, S, M, B): every transfer matrix in one batched GEMM
+        # (n, S, R, R, M) @ (n, S, M, B): every transfer matrix in one batched GEMM (which
+        # takes the features' strides as they are)
         matrices = torch.matmul(weights.transpose(-1, -2).flatten(2, 3), features)
         matrices = matrices.unflatten(2, (rank, rank))
         state, log_scale = _TransferScan.apply(matrices, log_format)
     else:
-        state, log_scale = _Scan.apply(weights.contiguous(), features, log_format)
+        state, log_scale = _Scan.apply(weights.contiguous(), features.contiguous(), log_format)
     results = []
     for index, (_, cores, reverse) in enumerate(sides):
         size = cores[0].shape[0] if reverse else cores[-1].shape[-1]
         results.append((state[index, :size].T, log_scale[index].T))
     return results
+
+
+def _side_by_side(tensors: list[Tensor]) -> Tensor:
+    """Stack the sides' tensors (n, ...) on dim 1; one side as a view, without a copy."""
+    return tensors[0].unsqueeze(1) if len(tensors) == 1 else torch.stack(tensors, dim=1)
 
 
 def chunked_product(
