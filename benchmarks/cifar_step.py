@@ -14,6 +14,8 @@ and the ratio of the medians.
 
     git worktree add --detach /tmp/base <commit>
     python benchmarks/cifar_step.py --baseline /tmp/base --rounds 5 --threads 1
+
+`--baseline` can be given several times (each checkout alternates in every round).
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def measure(root: Path, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", type=Path, help="a checkout of the commit to compare with")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[],
+        help="a checkout of a commit to compare with (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
@@ -95,8 +100,8 @@ def main() -> None:
         worker(args.worker, args.threads, args.warmup, args.steps)
         return
     checkouts = {"this checkout": HERE}
-    if args.baseline:
-        checkouts["baseline"] = args.baseline.resolve()
+    for index, baseline in enumerate(args.baseline, 1):
+        checkouts[f"baseline {index}"] = baseline.resolve()
     results: dict[str, list[float]] = {name: [] for name in checkouts}
     for _ in range(args.rounds):
         for name, root in checkouts.items():
@@ -107,9 +112,10 @@ def main() -> None:
             f"{name:>14}: {statistics.median(values):7.1f} ms "
             f"({min(values):.1f}-{max(values):.1f}), {checkouts[name]}"
         )
-    if args.baseline:
-        ratio = statistics.median(results["baseline"]) / statistics.median(results["this checkout"])
-        print(f"{'speed-up':>14}: {ratio:.2f}x (ratio of the medians)")
+    ours = statistics.median(results["this checkout"])
+    for name in list(checkouts)[1:]:
+        ratio = statistics.median(results[name]) / ours
+        print(f"{'speed-up':>14}: {ratio:.2f}x over {name} (ratio of the medians)")
 
 
 if __name__ == "__main__":
