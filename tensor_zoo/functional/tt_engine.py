@@ -176,7 +176,9 @@ def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
     """
     if isinstance(cores, CoreBlocks):
         blocks = [
-            F.pad(block, (0, rank - block.shape[-1], 0, 0, 0, rank - block.shape[1]))
+            block
+            if block.shape[1] == rank and block.shape[-1] == rank
+            else F.pad(block, (0, rank - block.shape[-1], 0, 0, 0, rank - block.shape[1]))
             for block in cores.blocks
         ]
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
