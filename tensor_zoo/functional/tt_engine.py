@@ -4,7 +4,9 @@ The scan (`scan_products`, `_Scan`) is the sequential sweep without autograd's b
 runs of k sites merged into one (`scan_group_size`: k = 2 at m = 2, 1 at m >= 8), one matmul
 and one reduction per step forward and backward, the gradients of all cores and features
 formed in one batched op at the end, and the two halves of a middle label site moving in the
-same steps. On a CPU it is the fastest for long sequences (see `choose_contraction`).
+same steps. On a CPU it is the fastest for long sequences (see `choose_contraction`). Where the
+merged feature is at least as wide as the rank (`transfer_form`), it sweeps instead over
+transfer matrices formed by one batched GEMM (`_TransferScan`).
 
 The tree: the sequential sweep of `tt_contract` is d small dependent GEMMs, each followed by a
 rescale: for long sequences the cost is Python and autograd overhead per position, not
