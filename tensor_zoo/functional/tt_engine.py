@@ -61,6 +61,9 @@ DEFAULT_CHUNK_SIZE = 64
 SCAN_WIDE_FEATURES = 2
 # The fixed cost of one step of the scan, in multiply-adds (see `scan_group_size`).
 SCAN_STEP_COST = 6e4
+# The backward of the scan's transfer-matrix form handles this many numbers of transfer
+# matrix gradients at a time (see `_TransferScan`).
+TRANSFER_CHUNK_NUMBERS = 2**18
 # The scan rescales its state after every this many steps (see `_Scan`).
 SCAN_RESCALE_EVERY = 2
 
@@ -420,21 +423,27 @@ class _Scan(torch.autograd.Function):
 
 
 class _TransferScan(torch.autograd.Function):
-    """The scan's sweep over precomputed transfer matrices, differentiated by hand.
+    """The scan's sweep over transfer matrices, differentiated by hand.
 
-    matrices (n, S, R, R, B), batch last: T_j[i, l, b] = sum_c W_j[i, c, l] f_j[c, b] for n
-    sites of S independent chains (one batched GEMM before this op, differentiated by
-    autograd). Each chain starts from e_0 and takes n steps h_j[l, b] = sum_i h_{j-1}[i, b]
-    T_j[i, l, b]: one broadcast multiply and one reduction over R R B numbers, where `_Scan`
-    forms M R B per step. Rescaled as `_Scan` (after every SCAN_RESCALE_EVERY-th step and the
-    last). Backward: per step one multiply and one reduction; the gradient of all transfer
-    matrices then comes from one batched outer product.
+    weights (n, S, R, R, M) (W_j[i, c, l] as [i, l, c]), features (n, S, M, B), batch last,
+    for n sites of S independent chains. The transfer matrices T_j[i, l, b] =
+    sum_c W_j[i, c, l] f_j[c, b] come from one batched GEMM; each chain starts from e_0 and
+    takes n steps h_j[l, b] = sum_i h_{j-1}[i, b] T_j[i, l, b]: one broadcast multiply and one
+    reduction over R R B numbers, where `_Scan` forms M R B per step. Rescaled as `_Scan`
+    (after every SCAN_RESCALE_EVERY-th step and the last). Backward: per step one multiply and
+    one reduction; then, a chunk of sites at a time (TRANSFER_CHUNK_NUMBERS numbers, so that the
+    chunk stays in cache), the gradients of the transfer matrices (an outer product) and from
+    them those of the weights and features (two batched GEMMs): the (n, S, R, R, B) gradient of
+    all transfer matrices is never allocated.
     """
 
     @staticmethod
-    def forward(ctx, matrices: Tensor, log_format: bool) -> tuple[Tensor, Tensor]:
-        count, sides, rank, _, batch = matrices.shape
-        keep = ctx.needs_input_grad[0]
+    def forward(ctx, weights: Tensor, features: Tensor, log_format: bool) -> tuple[Tensor, Tensor]:
+        count, sides, rank, _, width = weights.shape
+        batch = features.shape[-1]
+        flat_weights = weights.reshape(count, sides, rank * rank, width)
+        matrices = torch.matmul(flat_weights, features).view(count, sides, rank, rank, batch)
+        keep = any(ctx.needs_input_grad)
         states = matrices.new_empty(count + 1 if keep else 2, sides, rank, batch)
         states[0].zero_()
         states[0, :, 0] = 1
@@ -453,15 +462,15 @@ class _TransferScan(torch.autograd.Function):
                 buffers[new].div_(step_scales[step])
         ctx.log_format = log_format
         if keep:
-            ctx.save_for_backward(matrices, states, scales)
+            ctx.save_for_backward(flat_weights, features, matrices, states, scales)
         log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
         ctx.mark_non_differentiable(log_scale)
         return buffers[new].clone(), log_scale
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor, None]:
-        matrices, states, scales = ctx.saved_tensors
+    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        flat_weights, features, matrices, states, scales = ctx.saved_tensors
         count, sides, rank, _, batch = matrices.shape
         grads = torch.empty_like(states[1:])  # grads[j]: d loss / d (output of step j, unscaled)
         step_grads, step_scales = grads.unbind(0), scales.unbind(0)
@@ -474,8 +483,30 @@ class _TransferScan(torch.autograd.Function):
             if step:
                 torch.mul(step_matrices[step], step_grads[step][:, None], out=product)
                 torch.sum(product, dim=2, out=step_grads[step - 1])
-        grad_matrices = states[:-1, :, :, None] * grads[:, :, None]  # (n, S, R, R, B)
-        return grad_matrices, None
+        needs_weights, needs_features = ctx.needs_input_grad[:2]
+        grad_weights = torch.empty_like(flat_weights) if needs_weights else None
+        grad_features = features.new_empty(features.shape) if needs_features else None
+        chunk = max(1, min(count, TRANSFER_CHUNK_NUMBERS // (sides * rank * rank * batch)))
+        outer = matrices.new_empty(chunk, sides, rank * rank, batch)
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            part = outer[: stop - start]
+            torch.mul(
+                states[start:stop, :, :, None], grads[start:stop, :, None],
+                out=part.view(stop - start, sides, rank, rank, batch),
+            )  # fmt: skip
+            if needs_weights:
+                torch.matmul(
+                    part, features[start:stop].transpose(-1, -2), out=grad_weights[start:stop]
+                )
+            if needs_features:
+                torch.matmul(
+                    flat_weights[start:stop].transpose(-1, -2), part,
+                    out=grad_features[start:stop],
+                )  # fmt: skip
+        if needs_weights:
+            grad_weights = grad_weights.view(count, sides, rank, rank, -1)
+        return grad_weights, grad_features, None
 
 
 def _rescaled(step: int, count: int) -> bool:
@@ -512,11 +543,8 @@ def scan_products(
     features = _side_by_side(merged_features)  # (n, S, M, B)
     weights = _side_by_side(merged_cores)  # (n, S, R, M, R)
     if transfer_form(rank, features.shape[2]):
-        # (n, S, R, R, M) @ (n, S, M, B): every transfer matrix in one batched GEMM (which
-        # takes the features' strides as they are)
-        matrices = torch.matmul(weights.transpose(-1, -2).flatten(2, 3), features)
-        matrices = matrices.unflatten(2, (rank, rank))
-        state, log_scale = _TransferScan.apply(matrices, log_format)
+        # (n, S, R, R, M) @ (n, S, M, B) inside: every transfer matrix in one batched GEMM
+        state, log_scale = _TransferScan.apply(weights.transpose(-1, -2), features, log_format)
     else:
         state, log_scale = _Scan.apply(weights.contiguous(), features.contiguous(), log_format)
     results = []
