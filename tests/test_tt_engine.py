@@ -5,7 +5,7 @@ import torch
 
 from tensor_zoo import TTNet, build_network
 from tensor_zoo.functional import tt_contract
-from tensor_zoo.functional.tt_engine import choose_contraction, scan_group_size
+from tensor_zoo.functional.tt_engine import choose_contraction, scan_group_size, transfer_form
 
 STRATEGIES = ["scan", "tree", "chunked"]
 
@@ -150,7 +150,11 @@ def test_auto_picks_the_scan_on_cpu_for_long_sequences_and_the_sweep_for_short_o
         assert choose_contraction(100, 784, 10, 2, training) == "scan"
         assert choose_contraction(1000, 196, 20, 2, training) == "scan"
     assert choose_contraction(batch=256, positions=4, rank=16, feature_dim=8) == "sequential"
-    assert choose_contraction(batch=256, positions=64, rank=16, feature_dim=32) == "sequential"
+    assert choose_contraction(batch=256, positions=64, rank=16, feature_dim=16) == "sequential"
+    # short sequences with m >= 2 R (CIFAR-10: m = 32, R = 16): the scan in training only
+    assert choose_contraction(batch=128, positions=64, rank=16, feature_dim=32) == "scan"
+    cifar_inference = choose_contraction(256, positions=64, rank=16, feature_dim=32, training=False)
+    assert cifar_inference == "sequential"
     # on other devices, the tree (or chunked, for large B d R^2) for long sequences
     assert choose_contraction(100, 784, 10, 2, device_type="cuda") == "tree"
     assert choose_contraction(4000, 2**16, 4, 2, device_type="cuda") == "chunked"
@@ -210,3 +214,36 @@ def test_old_configs_without_contraction_load_with_auto():
 def test_unknown_contraction_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="'auto', 'sequential', 'scan', 'tree', 'chunked'"):
         TTNet(image_size=8, patch_size=4, contraction="parallel")
+
+
+@pytest.mark.parametrize("label_site", ["last", "middle"])
+@pytest.mark.parametrize(("feature_dim", "rank"), [(2, 12), (16, 12)])
+def test_both_forms_of_the_scan_equal_the_sweep(feature_dim, rank, label_site):
+    """m^k < R: the scan forms (M R, B) per step (`_Scan`); m^k >= R: it runs over transfer
+    matrices from one GEMM (`_TransferScan`)."""
+    assert transfer_form(rank, feature_dim ** scan_group_size(rank, feature_dim, 6)) == (
+        feature_dim > rank
+    )
+    generator = torch.Generator().manual_seed(rank)
+    classes, positions = 4, 64
+    bonds = [1, *[rank] * (positions - 1), classes if label_site == "last" else 1]
+    cores = [
+        (
+            torch.randn(bonds[k], feature_dim, bonds[k + 1], generator=generator).double() / 4
+        ).requires_grad_()
+        for k in range(positions)
+    ]
+    label_core = None
+    if label_site == "middle":
+        label_core = torch.randn(rank, classes, rank, generator=generator).double()
+        label_core.requires_grad_()
+    features = torch.randn(6, positions, feature_dim, generator=generator).double()
+    expected, expected_grads = logits_and_gradients(
+        features.requires_grad_(), cores, label_core, True, "sequential"
+    )
+    logits, grads = logits_and_gradients(
+        features.detach().requires_grad_(), cores, label_core, True, "scan"
+    )
+    assert_relatively_close(logits, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        assert_relatively_close(grad, expected_grad)

@@ -79,10 +79,13 @@ def _tt_sweep(
     boundary = cores[-1].shape[-1] if reverse else cores[0].shape[0]
     state = features.new_ones(batch, boundary)
     log_scale = features.new_zeros(batch, 1)
-    positions = range(len(cores) - 1, -1, -1) if reverse else range(len(cores))
+    # unbind, not indexing: the backward of one select per position allocates and fills a
+    # zero tensor of the whole (B, d, m) features (and of a stacked core block) every time;
+    # unbind's backward is one stack
+    steps = zip(features.unbind(1), list(cores), strict=True)
     step = _tt_step_right if reverse else _tt_step_left
-    for position in positions:
-        state = step(state, features[:, position], cores[position])
+    for feature, core in reversed(list(steps)) if reverse else steps:
+        state = step(state, feature, core)
         if log_format:
             state, step_log_scale = rescale(state)
             log_scale = log_scale + step_log_scale

@@ -4,7 +4,9 @@ The scan (`scan_products`, `_Scan`) is the sequential sweep without autograd's b
 runs of k sites merged into one (`scan_group_size`: k = 2 at m = 2, 1 at m >= 8), one matmul
 and one reduction per step forward and backward, the gradients of all cores and features
 formed in one batched op at the end, and the two halves of a middle label site moving in the
-same steps. On a CPU it is the fastest for long sequences (see `choose_contraction`).
+same steps. On a CPU it is the fastest for long sequences (see `choose_contraction`). Where the
+merged feature is at least as wide as the rank (`transfer_form`), it sweeps instead over
+transfer matrices formed by one batched GEMM (`_TransferScan`).
 
 The tree: the sequential sweep of `tt_contract` is d small dependent GEMMs, each followed by a
 rescale: for long sequences the cost is Python and autograd overhead per position, not
@@ -54,8 +56,14 @@ SCAN_MIN_POSITIONS = 128
 # Transfer matrices alive at once (numbers) before `auto` switches from tree to chunked.
 CHUNKED_ABOVE_NUMBERS = 2**27
 DEFAULT_CHUNK_SIZE = 64
+# Short sequences take the scan on the CPU in training when m >= this times R (see
+# `choose_contraction`).
+SCAN_WIDE_FEATURES = 2
 # The fixed cost of one step of the scan, in multiply-adds (see `scan_group_size`).
 SCAN_STEP_COST = 6e4
+# The backward of the scan's transfer-matrix form handles this many numbers of transfer
+# matrix gradients at a time (see `_TransferScan`).
+TRANSFER_CHUNK_NUMBERS = 2**18
 # The scan rescales its state after every this many steps (see `_Scan`).
 SCAN_RESCALE_EVERY = 2
 
@@ -72,9 +80,14 @@ def choose_contraction(
 
     On the CPU, sequences of at least SCAN_MIN_POSITIONS positions take the scan (measured on
     the 2-core development machine at TorchMPS's shapes, d = 196 and 784: 2-4x the tree's
-    images/s in training, 2x the sweep's in inference); shorter ones keep the rule below, where
-    the scan only ties with the sweep (d = 16 and 64, R = 16, m = 8 and 32). On other devices
-    (not measured for the scan) the rule below: the tree for long sequences.
+    images/s in training, 2x the sweep's in inference). Shorter ones (d >= TREE_MIN_POSITIONS)
+    take the scan in training when m >= SCAN_WIDE_FEATURES R, where it runs over transfer
+    matrices (`transfer_form`). Measured on that machine (one thread, under load, contraction
+    forward and backward, B = 128, d = 64, median of 7): m = 32, R = 16: scan 24 ms, sweep 32 ms,
+    tree 43 ms (d = 16: 8.0, 9.8 and 9.4 ms; d = 8: 2.3, 6.8 and 2.4 ms); m = 16, R = 16: 19 vs
+    21 ms (a tie); m = 32, R = 32: 118 vs 97 ms (the sweep wins); in inference the sweep wins
+    (B = 256, m = 32, R = 16: 14 ms, scan 25, tree 20). Everything else keeps the rule below. On
+    other devices (not measured for the scan) the rule below: the tree for long sequences.
 
     Args:
         batch: B, the batch size.
@@ -86,6 +99,9 @@ def choose_contraction(
         device_type: where the contraction runs ("cpu", "cuda", ...).
     """
     if device_type == "cpu" and positions >= SCAN_MIN_POSITIONS:
+        return "scan"
+    wide = feature_dim >= SCAN_WIDE_FEATURES * rank and positions >= TREE_MIN_POSITIONS
+    if device_type == "cpu" and training and wide:
         return "scan"
     group = group_size(rank, feature_dim)
     if positions < TREE_MIN_POSITIONS or batch * rank**3 / group > TREE_MAX_WORK[training]:
@@ -165,7 +181,9 @@ def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
     """
     if isinstance(cores, CoreBlocks):
         blocks = [
-            F.pad(block, (0, rank - block.shape[-1], 0, 0, 0, rank - block.shape[1]))
+            block
+            if block.shape[1] == rank and block.shape[-1] == rank
+            else F.pad(block, (0, rank - block.shape[-1], 0, 0, 0, rank - block.shape[1]))
             for block in cores.blocks
         ]
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
@@ -188,6 +206,14 @@ def scan_group_size(rank: int, feature_dim: int, batch: int) -> int:
     """
     costs = {k: (feature_dim**k * rank * rank * batch + SCAN_STEP_COST) / k for k in (1, 2, 3)}
     return min(costs, key=costs.get)
+
+
+def transfer_form(rank: int, merged_dim: int) -> bool:
+    """Whether the scan runs over precomputed transfer matrices (`_TransferScan`): when a
+    (merged) site's features are at least as many as the rank, M >= R, a step of `_Scan` forms
+    M R B numbers, a step over transfer matrices R R B, and all transfer matrices come from one
+    large GEMM instead of n small ones."""
+    return merged_dim >= rank
 
 
 def group_size(rank: int, feature_dim: int) -> int:
@@ -396,6 +422,93 @@ class _Scan(torch.autograd.Function):
         return grad_weights, grad_features, None
 
 
+class _TransferScan(torch.autograd.Function):
+    """The scan's sweep over transfer matrices, differentiated by hand.
+
+    weights (n, S, R, R, M) (W_j[i, c, l] as [i, l, c]), features (n, S, M, B), batch last,
+    for n sites of S independent chains. The transfer matrices T_j[i, l, b] =
+    sum_c W_j[i, c, l] f_j[c, b] come from one batched GEMM; each chain starts from e_0 and
+    takes n steps h_j[l, b] = sum_i h_{j-1}[i, b] T_j[i, l, b]: one broadcast multiply and one
+    reduction over R R B numbers, where `_Scan` forms M R B per step. Rescaled as `_Scan`
+    (after every SCAN_RESCALE_EVERY-th step and the last). Backward: per step one multiply and
+    one reduction; then, a chunk of sites at a time (TRANSFER_CHUNK_NUMBERS numbers, so that the
+    chunk stays in cache), the gradients of the transfer matrices (an outer product) and from
+    them those of the weights and features (two batched GEMMs): the (n, S, R, R, B) gradient of
+    all transfer matrices is never allocated.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: Tensor, features: Tensor, log_format: bool) -> tuple[Tensor, Tensor]:
+        count, sides, rank, _, width = weights.shape
+        batch = features.shape[-1]
+        flat_weights = weights.reshape(count, sides, rank * rank, width)
+        matrices = torch.matmul(flat_weights, features).view(count, sides, rank, rank, batch)
+        keep = any(ctx.needs_input_grad)
+        states = matrices.new_empty(count + 1 if keep else 2, sides, rank, batch)
+        states[0].zero_()
+        states[0, :, 0] = 1
+        scales = matrices.new_ones(count, sides, 1, batch)
+        buffers, step_scales = states.unbind(0), scales.unbind(0)
+        step_matrices = matrices.unbind(0)
+        tiny = torch.finfo(matrices.dtype).tiny
+        product = matrices.new_empty(sides, rank, rank, batch)
+        for step in range(count):
+            state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
+            torch.mul(step_matrices[step], buffers[state][:, :, None], out=product)
+            torch.sum(product, dim=1, out=buffers[new])
+            if log_format and _rescaled(step, count):
+                torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
+                step_scales[step].clamp_min_(tiny)
+                buffers[new].div_(step_scales[step])
+        ctx.log_format = log_format
+        if keep:
+            ctx.save_for_backward(flat_weights, features, matrices, states, scales)
+        log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
+        ctx.mark_non_differentiable(log_scale)
+        return buffers[new].clone(), log_scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_state: Tensor, _: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        flat_weights, features, matrices, states, scales = ctx.saved_tensors
+        count, sides, rank, _, batch = matrices.shape
+        grads = torch.empty_like(states[1:])  # grads[j]: d loss / d (output of step j, unscaled)
+        step_grads, step_scales = grads.unbind(0), scales.unbind(0)
+        step_matrices = matrices.unbind(0)
+        product = matrices.new_empty(sides, rank, rank, batch)
+        step_grads[-1].copy_(grad_state)
+        for step in range(count - 1, -1, -1):
+            if ctx.log_format and _rescaled(step, count):
+                step_grads[step].div_(step_scales[step])
+            if step:
+                torch.mul(step_matrices[step], step_grads[step][:, None], out=product)
+                torch.sum(product, dim=2, out=step_grads[step - 1])
+        needs_weights, needs_features = ctx.needs_input_grad[:2]
+        grad_weights = torch.empty_like(flat_weights) if needs_weights else None
+        grad_features = features.new_empty(features.shape) if needs_features else None
+        chunk = max(1, min(count, TRANSFER_CHUNK_NUMBERS // (sides * rank * rank * batch)))
+        outer = matrices.new_empty(chunk, sides, rank * rank, batch)
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            part = outer[: stop - start]
+            torch.mul(
+                states[start:stop, :, :, None], grads[start:stop, :, None],
+                out=part.view(stop - start, sides, rank, rank, batch),
+            )  # fmt: skip
+            if needs_weights:
+                torch.matmul(
+                    part, features[start:stop].transpose(-1, -2), out=grad_weights[start:stop]
+                )
+            if needs_features:
+                torch.matmul(
+                    flat_weights[start:stop].transpose(-1, -2), part,
+                    out=grad_features[start:stop],
+                )  # fmt: skip
+        if needs_weights:
+            grad_weights = grad_weights.view(count, sides, rank, rank, -1)
+        return grad_weights, grad_features, None
+
+
 def _rescaled(step: int, count: int) -> bool:
     """Whether the scan rescales the state after this step (of `count`)."""
     return step % SCAN_RESCALE_EVERY == SCAN_RESCALE_EVERY - 1 or step == count - 1
@@ -420,19 +533,30 @@ def scan_products(
     merged_features, merged_cores = [], []
     for features, cores, reverse in sides:
         stacked = stack_padded(cores, rank)
-        columns = features.permute(1, 2, 0).contiguous()  # (d_s, m, B): batch last from here
+        columns = features.permute(1, 2, 0)  # (d_s, m, B): batch last from here
+        if group > 1:  # contiguous outer products in merged_columns
+            columns = columns.contiguous()
         if reverse:
             columns, stacked = columns.flip(0), stacked.flip(0).transpose(1, 3)
         merged_features.append(merged_columns(columns, group, count * group))
         merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
-    features = torch.stack(merged_features, dim=1)  # (n, S, M, B)
-    weights = torch.stack(merged_cores, dim=1).contiguous()  # (n, S, R, M, R)
-    state, log_scale = _Scan.apply(weights, features, log_format)
+    features = _side_by_side(merged_features)  # (n, S, M, B)
+    weights = _side_by_side(merged_cores)  # (n, S, R, M, R)
+    if transfer_form(rank, features.shape[2]):
+        # (n, S, R, R, M) @ (n, S, M, B) inside: every transfer matrix in one batched GEMM
+        state, log_scale = _TransferScan.apply(weights.transpose(-1, -2), features, log_format)
+    else:
+        state, log_scale = _Scan.apply(weights.contiguous(), features.contiguous(), log_format)
     results = []
     for index, (_, cores, reverse) in enumerate(sides):
         size = cores[0].shape[0] if reverse else cores[-1].shape[-1]
         results.append((state[index, :size].T, log_scale[index].T))
     return results
+
+
+def _side_by_side(tensors: list[Tensor]) -> Tensor:
+    """Stack the sides' tensors (n, ...) on dim 1; one side as a view, without a copy."""
+    return tensors[0].unsqueeze(1) if len(tensors) == 1 else torch.stack(tensors, dim=1)
 
 
 def chunked_product(
