@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
@@ -380,15 +380,11 @@ class _Scan(torch.autograd.Function):
             product = mixed.view(sides, width, rank, batch).mul_(step_features[step])
             torch.sum(product, dim=1, out=buffers[new])
             if log_format and _rescaled(step, count):
-                torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
-                step_scales[step].clamp_min_(tiny)
-                buffers[new].div_(step_scales[step])
+                _rescale_(buffers[new], step_scales[step], tiny)
         ctx.log_format = log_format
         if keep:
             ctx.save_for_backward(weights, features, states, scales)
-        log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
-        ctx.mark_non_differentiable(log_scale)
-        return buffers[new].clone(), log_scale
+        return _scan_result(ctx, buffers[new], scales, log_format)
 
     @staticmethod
     @once_differentiable
@@ -457,15 +453,11 @@ class _TransferScan(torch.autograd.Function):
             torch.mul(step_matrices[step], buffers[state][:, :, None], out=product)
             torch.sum(product, dim=1, out=buffers[new])
             if log_format and _rescaled(step, count):
-                torch.amax(buffers[new].abs(), dim=1, keepdim=True, out=step_scales[step])
-                step_scales[step].clamp_min_(tiny)
-                buffers[new].div_(step_scales[step])
+                _rescale_(buffers[new], step_scales[step], tiny)
         ctx.log_format = log_format
         if keep:
             ctx.save_for_backward(flat_weights, features, matrices, states, scales)
-        log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
-        ctx.mark_non_differentiable(log_scale)
-        return buffers[new].clone(), log_scale
+        return _scan_result(ctx, buffers[new], scales, log_format)
 
     @staticmethod
     @once_differentiable
@@ -512,6 +504,24 @@ class _TransferScan(torch.autograd.Function):
 def _rescaled(step: int, count: int) -> bool:
     """Whether the scan rescales the state after this step (of `count`)."""
     return step % SCAN_RESCALE_EVERY == SCAN_RESCALE_EVERY - 1 or step == count - 1
+
+
+def _rescale_(state: Tensor, scale: Tensor, tiny: float) -> None:
+    """Divide a scan state (sides, R, B) in place by its largest magnitude per column, written
+    into `scale` (sides, 1, B) and kept at least `tiny`."""
+    torch.amax(state.abs(), dim=1, keepdim=True, out=scale)
+    scale.clamp_min_(tiny)
+    state.div_(scale)
+
+
+def _scan_result(
+    ctx: Any, state: Tensor, scales: Tensor, log_format: bool
+) -> tuple[Tensor, Tensor]:
+    """A scan's outputs: the last state and the log of its accumulated scale (constant for
+    autograd: the backward rescales with the saved scales)."""
+    log_scale = scales.log().sum(dim=0) if log_format else torch.zeros_like(scales[0])
+    ctx.mark_non_differentiable(log_scale)
+    return state.clone(), log_scale
 
 
 def scan_products(
