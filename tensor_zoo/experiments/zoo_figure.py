@@ -10,6 +10,7 @@ table per dataset with the paper's numbers and the targets of issue 10 beside ou
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from tensor_zoo.datasets import DATASETS, SITE_LAYOUTS
 from tensor_zoo.experiments.report import ARCHITECTURES, COLOURS
+from tensor_zoo.layers.patches import grid_shape
 from tensor_zoo.zoo.registry import PACKAGED_INDEX, ModelName, index_path, read_index
 
 FIGURE = "zoo_accuracy_vs_parameters.png"
@@ -98,19 +100,6 @@ class ZooPoint:
         )
 
 
-def count_sites(init_args: dict[str, Any]) -> int:
-    """The number of sites d of a network config: patches (or pixels) of the image grid.
-
-    Args:
-        init_args: the network's constructor arguments (image_size, patch_size, stride).
-    """
-    size = init_args["image_size"]
-    height, width = (size, size) if isinstance(size, int) else size
-    patch = init_args["patch_size"]
-    stride = init_args.get("stride") or patch
-    return ((height - patch) // stride + 1) * ((width - patch) // stride + 1)
-
-
 def zoo_points(index: dict[str, Any]) -> list[ZooPoint]:
     """The published checkpoints of an index, in the order of the dataset table, then
     architecture (CP, TT, HT), site layout (the recipe's patches first) and parameter count.
@@ -131,7 +120,11 @@ def zoo_points(index: dict[str, Any]) -> list[ZooPoint]:
                 dataset_title=config["dataset"]["title"],
                 layout=ModelName.parse(name).layout,
                 rank=int(init_args["rank"]),
-                sites=count_sites(init_args),
+                sites=math.prod(
+                    grid_shape(
+                        init_args["image_size"], init_args["patch_size"], init_args.get("stride")
+                    )
+                ),
                 patch_size=int(init_args["patch_size"]),
                 num_params=int(config["num_params"]),
                 test_acc=float(config["metrics"]["test/acc"]),
