@@ -184,7 +184,7 @@ class TTNet(TensorNetwork):
         if "cores" in self._modules:
             names = [f"cores.{k}" for k in range(len(self.cores))]
         else:
-            names = ["first_core", "inner_cores", "last_core"]
+            names = list(STACKED_CORES)
         return dict.fromkeys(names, generalized_lr_scale(self.feature_dim))
 
     def tt_cores(self) -> Sequence[Tensor]:

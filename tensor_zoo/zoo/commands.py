@@ -59,11 +59,11 @@ def list_command(
         sort: by name (architecture, dataset, rank), by test accuracy (best first; models
             without weights last) or by parameters (fewest first).
     """
+    parsed = {name: ModelName.parse(name) for name in list_models(pattern, pretrained=not all_)}
     names = [
         name
-        for name in list_models(pattern, pretrained=not all_)
-        if arch in (None, ModelName.parse(name).arch)
-        and dataset in (None, ModelName.parse(name).dataset)
+        for name, model in parsed.items()
+        if arch in (None, model.arch) and dataset in (None, model.dataset)
     ]
     infos = [model_info(name) for name in names]
     if sort == "accuracy":

@@ -185,6 +185,10 @@ def export_checkpoint(
     title = f"{spec.title} ({data_variant})" if data_variant else spec.title
     count = int(metrics["images"])
     details = _run_details(ckpt_path)
+    if epochs is None:  # given epochs and wall time win over what the run folder records
+        epochs = details.get("epochs")
+    if wall_time_s is None:
+        wall_time_s = details.get("wall_time_s")
     hyper = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "network"}
     for key in ("batch_size", "seed", "devices"):
         if details.get(key) is not None:
@@ -220,12 +224,10 @@ def export_checkpoint(
         },
         "training": {
             "command": command,
-            "epochs": epochs if epochs is not None else details.get("epochs"),
-            "checkpoint_epoch": _epochs_done(
-                checkpoint, epochs if epochs is not None else details.get("epochs")
-            ),
+            "epochs": epochs,
+            "checkpoint_epoch": _epochs_done(checkpoint, epochs),
             "global_step": int(checkpoint["global_step"]),
-            "wall_time_s": wall_time_s if wall_time_s is not None else details.get("wall_time_s"),
+            "wall_time_s": wall_time_s,
             "epoch_seconds": details.get("epoch_seconds"),
             "hardware": hardware_description(),
             "hyper_parameters": hyper,
