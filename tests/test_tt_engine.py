@@ -247,3 +247,5 @@ def test_both_forms_of_the_scan_equal_the_sweep(feature_dim, rank, label_site):
     assert_relatively_close(logits, expected)
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         assert_relatively_close(grad, expected_grad)
+    if feature_dim > rank:  # the features' gradient comes back in their own (B, d, m) layout
+        assert grads[positions].is_contiguous()

@@ -280,6 +280,8 @@ def merged_columns(columns: Tensor, group: int, sites: int) -> Tensor:
         unit = columns.new_zeros(sites - positions, feature_dim, batch)
         unit[:, 0] = 1
         columns = torch.cat([columns, unit])
+    if group == 1:  # a view: the gradient keeps the features' own memory layout
+        return columns
     columns = columns.unflatten(0, (sites // group, group))
     merged = columns[:, 0]
     for site in range(1, group):
@@ -430,7 +432,10 @@ class _TransferScan(torch.autograd.Function):
     one reduction; then, a chunk of sites at a time (TRANSFER_CHUNK_NUMBERS numbers, so that the
     chunk stays in cache), the gradients of the transfer matrices (an outer product) and from
     them those of the weights and features (two batched GEMMs): the (n, S, R, R, B) gradient of
-    all transfer matrices is never allocated.
+    all transfer matrices is never allocated. The features' gradient is written batch first,
+    in the memory layout the features came in (B, d, m), so that the feature map's elementwise
+    backward runs on contiguous memory (on a strided gradient ReLU's took 1.3 ms instead of
+    0.04 ms at the CIFAR-10 shape).
     """
 
     @staticmethod
@@ -477,7 +482,11 @@ class _TransferScan(torch.autograd.Function):
                 torch.sum(product, dim=2, out=step_grads[step - 1])
         needs_weights, needs_features = ctx.needs_input_grad[:2]
         grad_weights = torch.empty_like(flat_weights) if needs_weights else None
-        grad_features = features.new_empty(features.shape) if needs_features else None
+        grad_features = None
+        if needs_features:  # batch first in memory, as the features came
+            grad_features = features.new_empty(batch, count, sides, features.shape[2]).permute(
+                1, 2, 3, 0
+            )
         chunk = max(1, min(count, TRANSFER_CHUNK_NUMBERS // (sides * rank * rank * batch)))
         outer = matrices.new_empty(chunk, sides, rank * rank, batch)
         for start in range(0, count, chunk):
@@ -491,11 +500,9 @@ class _TransferScan(torch.autograd.Function):
                 torch.matmul(
                     part, features[start:stop].transpose(-1, -2), out=grad_weights[start:stop]
                 )
-            if needs_features:
-                torch.matmul(
-                    flat_weights[start:stop].transpose(-1, -2), part,
-                    out=grad_features[start:stop],
-                )  # fmt: skip
+            if needs_features:  # (B, R R) @ (R R, M) per site, then rows of M into place
+                rows = torch.matmul(part.transpose(-1, -2), flat_weights[start:stop])
+                grad_features[start:stop].copy_(rows.transpose(-1, -2))
         if needs_weights:
             grad_weights = grad_weights.view(count, sides, rank, rank, -1)
         return grad_weights, grad_features, None

@@ -64,8 +64,9 @@ class FeatureMap(nn.Module):
         """(B, d, n) -> (B, d, m)."""
         features = self.transform(patches)
         if self.training and self.dropout > 0:
+            # one pass over the features: the (B, d, 1) mask carries the 1 / (1 - p) scale
             keep = torch.rand_like(features[..., :1]) >= self.dropout
-            features = features * keep / (1.0 - self.dropout)
+            features = features * keep.to(features.dtype).mul_(1.0 / (1.0 - self.dropout))
         if self.append_one:
             # the constant as a one-column pad: `cat` copies one element at a time here
             features = F.pad(features, (0, 1), value=1.0)
