@@ -450,14 +450,15 @@ class _TransferScan(torch.autograd.Function):
         states[0, :, 0] = 1
         scales = matrices.new_ones(count, sides, 1, batch)
         buffers, step_scales = states.unbind(0), scales.unbind(0)
-        step_matrices = matrices.unbind(0)
+        columns = states[:, :, :, None].unbind(0)  # buffers as (S, R, 1, B), made once
         tiny = torch.finfo(matrices.dtype).tiny
         product = matrices.new_empty(sides, rank, rank, batch)
-        for step in range(count):
+        rescaled = _rescaled_steps(count) if log_format else ()
+        for step, matrix in enumerate(matrices.unbind(0)):
             state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
-            torch.mul(step_matrices[step], buffers[state][:, :, None], out=product)
+            torch.mul(matrix, columns[state], out=product)
             torch.sum(product, dim=1, out=buffers[new])
-            if log_format and _rescaled(step, count):
+            if step in rescaled:
                 _rescale_(buffers[new], step_scales[step], tiny)
         ctx.log_format = log_format
         if keep:
@@ -471,14 +472,16 @@ class _TransferScan(torch.autograd.Function):
         count, sides, rank, _, batch = matrices.shape
         grads = torch.empty_like(states[1:])  # grads[j]: d loss / d (output of step j, unscaled)
         step_grads, step_scales = grads.unbind(0), scales.unbind(0)
+        rows = grads[:, :, None].unbind(0)  # step_grads as (S, 1, R, B), made once
         step_matrices = matrices.unbind(0)
         product = matrices.new_empty(sides, rank, rank, batch)
         step_grads[-1].copy_(grad_state)
+        rescaled = _rescaled_steps(count) if ctx.log_format else ()
         for step in range(count - 1, -1, -1):
-            if ctx.log_format and _rescaled(step, count):
+            if step in rescaled:
                 step_grads[step].div_(step_scales[step])
             if step:
-                torch.mul(step_matrices[step], step_grads[step][:, None], out=product)
+                torch.mul(step_matrices[step], rows[step], out=product)
                 torch.sum(product, dim=2, out=step_grads[step - 1])
         needs_weights, needs_features = ctx.needs_input_grad[:2]
         grad_weights = torch.empty_like(flat_weights) if needs_weights else None
@@ -506,6 +509,11 @@ class _TransferScan(torch.autograd.Function):
         if needs_weights:
             grad_weights = grad_weights.view(count, sides, rank, rank, -1)
         return grad_weights, grad_features, None
+
+
+def _rescaled_steps(count: int) -> frozenset[int]:
+    """The steps (of `count`) after which the scan rescales its state (see `_rescaled`)."""
+    return frozenset(step for step in range(count) if _rescaled(step, count))
 
 
 def _rescaled(step: int, count: int) -> bool:
