@@ -117,7 +117,9 @@ class TensorNetClassifier(L.LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         metric = getattr(self, f"{stage}_acc")
-        metric(logits.detach(), labels)
+        # update only: calling the metric would also compute this batch's accuracy, which
+        # nothing logs (on_epoch only), at 3x the cost of the update
+        metric.update(logits.detach(), labels)
         on_step = stage == "train"
         batch_size = len(labels)
         self.log(
