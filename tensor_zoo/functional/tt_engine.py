@@ -174,8 +174,9 @@ def padded_rank(cores: Sequence[Tensor]) -> int:
     return max(max(bonds) for _, bonds in _pieces(cores))
 
 
-def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
-    """cores[k] (r_k, m, r_{k+1}) -> (d, R, m, R), each core zero-padded at the end of its bonds.
+def stack_padded(cores: Sequence[Tensor], rank: int, bonds_first: bool = False) -> Tensor:
+    """cores[k] (r_k, m, r_{k+1}) -> (d, R, m, R), each core zero-padded at the end of its bonds;
+    with `bonds_first`, (d, R, R, m) (the transfer scan's layout), in the same one copy.
 
     Cores already (R, m, R) are stacked as they are; `CoreBlocks` in one op per block.
     """
@@ -186,6 +187,10 @@ def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
             else F.pad(block, (0, rank - block.shape[-1], 0, 0, 0, rank - block.shape[1]))
             for block in cores.blocks
         ]
+        if bonds_first:
+            blocks = [block.transpose(-1, -2) for block in blocks]
+            if len(blocks) == 1:
+                return blocks[0].contiguous()
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
     padded = [
         core
@@ -193,7 +198,7 @@ def stack_padded(cores: Sequence[Tensor], rank: int) -> Tensor:
         else F.pad(core, (0, rank - core.shape[-1], 0, 0, 0, rank - core.shape[0]))
         for core in cores
     ]
-    return torch.stack(padded)
+    return torch.stack([core.transpose(-1, -2) for core in padded] if bonds_first else padded)
 
 
 def scan_group_size(rank: int, feature_dim: int, batch: int) -> int:
@@ -555,21 +560,31 @@ def scan_products(
     features = sides[0][0]
     group = scan_group_size(rank, features.shape[-1], len(sides) * features.shape[0])
     count = max(-(-len(cores) // group) for _, cores, _ in sides)
+    transfer = transfer_form(rank, features.shape[-1] ** group)
+    # unmerged sites for the transfer form: the cores go straight into its (R, R, m) layout
+    bonds_first = transfer and group == 1
     merged_features, merged_cores = [], []
     for features, cores, reverse in sides:
-        stacked = stack_padded(cores, rank)
+        stacked = stack_padded(cores, rank, bonds_first)
         columns = features.permute(1, 2, 0)  # (d_s, m, B): batch last from here
         if group > 1:  # contiguous outer products in merged_columns
             columns = columns.contiguous()
-        if reverse:
-            columns, stacked = columns.flip(0), stacked.flip(0).transpose(1, 3)
+        if reverse:  # the bonds swap: (R_in, R_out) are dims 1, 2 bonds first, else 1, 3
+            columns, stacked = (
+                columns.flip(0),
+                stacked.flip(0).transpose(1, 2 if bonds_first else 3),
+            )
         merged_features.append(merged_columns(columns, group, count * group))
-        merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
+        if bonds_first:
+            merged_cores.append(_identity_padded(stacked, count))
+        else:
+            merged_cores.append(merged_sites(features[:1], stacked, group, count * group)[1])
     features = _side_by_side(merged_features)  # (n, S, M, B)
-    weights = _side_by_side(merged_cores)  # (n, S, R, M, R)
-    if transfer_form(rank, features.shape[2]):
+    weights = _side_by_side(merged_cores)  # (n, S, R, R, M) bonds first, else (n, S, R, M, R)
+    if transfer:
         # (n, S, R, R, M) @ (n, S, M, B) inside: every transfer matrix in one batched GEMM
-        state, log_scale = _TransferScan.apply(weights.transpose(-1, -2), features, log_format)
+        weights = weights if bonds_first else weights.transpose(-1, -2)
+        state, log_scale = _TransferScan.apply(weights, features, log_format)
     else:
         state, log_scale = _Scan.apply(weights.contiguous(), features.contiguous(), log_format)
     results = []
@@ -577,6 +592,18 @@ def scan_products(
         size = cores[0].shape[0] if reverse else cores[-1].shape[-1]
         results.append((state[index, :size].T, log_scale[index].T))
     return results
+
+
+def _identity_padded(stacked: Tensor, sites: int) -> Tensor:
+    """Cores bonds first (d, R, R, m) followed by identity sites (I on feature 0) up to `sites`,
+    as `merged_sites` does for (d, R, m, R)."""
+    missing = sites - stacked.shape[0]
+    if not missing:
+        return stacked
+    rank = stacked.shape[1]
+    identity = stacked.new_zeros(missing, rank, rank, stacked.shape[-1])
+    identity[..., 0] = torch.eye(rank, dtype=stacked.dtype, device=stacked.device)
+    return torch.cat([stacked, identity])
 
 
 def _side_by_side(tensors: list[Tensor]) -> Tensor:
