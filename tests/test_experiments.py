@@ -170,7 +170,7 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
         "## The zoo across ranks",
     ):
         assert title in report
-    assert "| TTNet | 1 | 250 | 1 (of 20) |" in report.replace(" | 0.0 | ", " | ")
+    assert "| TTNet | 1 | 250 | 1 (of 10) |" in report.replace(" | 0.0 | ", " | ")
     assert "45%" in report and "CIFAR-10 (JPEG copy)" in report
     assert "not run yet" not in report
     # the expressivity section, measured on random networks (quick: M = T = 4, d = 8)

@@ -1,3 +1,4 @@
+import csv
 import os
 import signal
 
@@ -57,6 +58,49 @@ def fit_tiny(cls, extra, tmp_path) -> tuple[L.Trainer, TensorNetClassifier, dict
     trainer.fit(model, train, evaluate)
     (after,) = trainer.validate(model, evaluate, verbose=False)
     return trainer, model, before, after
+
+
+def test_logged_training_metrics_equal_what_each_batch_gave(tmp_path):
+    """train/loss_epoch is the batch-size-weighted mean of the batches' losses and train/acc the
+    epoch's accuracy, per epoch (metric objects handed to self.log once an epoch);
+    train/loss_step reaches the logger every log_every_n_steps steps."""
+    records: list[list[tuple[float, int, int]]] = []  # per epoch: (loss, batch size, correct)
+    step_logits: list[torch.Tensor] = []  # the logits of the training step, by a forward hook
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            records.append([])
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            labels = batch[1]
+            correct = int((step_logits[-1].argmax(-1) == labels).sum())
+            records[-1].append((float(outputs["loss"]), len(labels), correct))
+
+    L.seed_everything(0, verbose=False)
+    train, _ = tiny_loaders(count=88)  # 5 batches of 16 and a last one of 8
+    model = make_module(TTNet, {"dropout": 0.2}, lr=1e-2)
+    model.network.register_forward_hook(lambda net, inputs, out: step_logits.append(out.detach()))
+    logger = L.pytorch.loggers.CSVLogger(tmp_path)
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=logger,
+        log_every_n_steps=4,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[Record()],
+    )
+    trainer.fit(model, train)
+    rows = list(csv.DictReader(open(f"{logger.log_dir}/metrics.csv")))
+    logged = [row for row in rows if row.get("train/acc")]
+    assert len(logged) == 3
+    for epoch, row in zip(records, logged, strict=True):
+        weight = sum(size for _, size, _ in epoch)
+        mean = sum(loss * size for loss, size, _ in epoch) / weight
+        assert float(row["train/loss_epoch"]) == pytest.approx(mean, rel=1e-5)
+        assert float(row["train/acc"]) == pytest.approx(sum(c for *_, c in epoch) / weight)
+    steps = [int(row["step"]) for row in rows if row.get("train/loss_step")]
+    assert steps == list(range(3, 18, 4))  # 6 batches an epoch, 18 steps: every 4th
 
 
 @pytest.mark.parametrize(("cls", "extra"), VARIANTS)
