@@ -24,6 +24,30 @@ def test_affine_map_is_sigma_of_affine():
     torch.testing.assert_close(feature_map(x)[..., :3], expected)
 
 
+@pytest.mark.parametrize("name", ["relu", "identity"])
+@pytest.mark.parametrize("training", [True, False])
+def test_the_constant_as_an_output_of_the_linear_layer_changes_nothing(name, training):
+    """relu and identity maps make the constant an m-th output of the linear layer: the same
+    features, dropout masks and gradients in float64 as sigma(A x + b), dropout, then the pad."""
+    feature_map = build_feature_map(name, 6, 5, append_one=True, dropout=0.3).double()
+    feature_map.train(training)
+    x = torch.randn(8, 7, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(8, 7, 5, dtype=torch.float64)
+    results = []
+    for forward in (feature_map.forward, super(type(feature_map), feature_map).forward):
+        torch.manual_seed(0)
+        features = forward(x)
+        grads = torch.autograd.grad((features * weights).sum(), [x, *feature_map.parameters()])
+        results.append((features, grads))
+    (fused, fused_grads), (plain, plain_grads) = results
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    assert torch.equal(fused[..., -1], torch.ones(8, 7, dtype=torch.float64))
+    for fused_grad, plain_grad in zip(fused_grads, plain_grads, strict=True):
+        torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-12, atol=1e-12)
+    if training:  # whole patches dropped, in both
+        assert (plain[..., :-1] == 0).all(-1).any()
+
+
 def test_rbf_map_peaks_at_its_templates():
     feature_map = build_feature_map("rbf", 6, 4, append_one=False)
     at_templates = feature_map(feature_map.templates.detach()[None])[0]

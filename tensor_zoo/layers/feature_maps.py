@@ -114,6 +114,29 @@ class AffineFeatureMap(FeatureMap):
     def transform(self, patches: Tensor) -> Tensor:
         return ACTIVATIONS[self.activation](self.linear(patches))
 
+    def forward(self, patches: Tensor) -> Tensor:
+        """(B, d, n) -> (B, d, m).
+
+        With the constant and relu or identity, the constant is the linear layer's m-th output
+        (a zero weight row, bias 1): one GEMM of m outputs and no pad. It is exact, since
+        relu(1) = 1 and relu(k z) = k relu(z) for dropout's scale k >= 0, and faster: at the
+        CIFAR-10 shape (8,192 patches of 48 values) MKL took 0.57 ms for 31 outputs and 0.33 ms
+        for 32, and a training step of the feature map 1.37 ms instead of 1.67 (0.85 without
+        dropout).
+        """
+        if not (self.append_one and self.activation in ("relu", "identity")):
+            return super().forward(patches)
+        weight = F.pad(self.linear.weight, (0, 0, 0, 1))
+        bias = F.pad(self.linear.bias, (0, 1), value=1.0)
+        values = F.linear(patches, weight, bias)
+        if self.training and self.dropout > 0:  # the same random numbers as FeatureMap.forward
+            keep = torch.rand_like(values[..., :1]) >= self.dropout
+            scale = keep.to(values.dtype).mul_(1.0 / (1.0 - self.dropout))
+            mask = scale.expand_as(values).clone()
+            mask[..., -1] = 1.0  # never the constant
+            values = values * mask
+        return ACTIVATIONS[self.activation](values)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation!r}"
 
