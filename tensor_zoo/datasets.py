@@ -256,5 +256,21 @@ SITE_LAYOUTS: dict[str, SiteLayout] = {
             },
             tt_args={"label_site": "middle"},
         ),
+        SiteLayout(
+            key="p4",
+            description=(
+                "4 x 4 patches (d = 49 on 28 x 28 images) instead of the recipe's 7 x 7 "
+                "(d = 16): more, smaller sites"
+            ),
+            network_args={"patch_size": 4},
+        ),
+        SiteLayout(
+            key="p7s3",
+            description=(
+                "7 x 7 patches every 3 pixels, overlapping: an 8 x 8 grid (d = 64) on 28 x 28 "
+                "images, a power of two on each side as HT's quad-tree needs"
+            ),
+            network_args={"patch_size": 7, "stride": 3},
+        ),
     )
 }

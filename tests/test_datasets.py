@@ -174,7 +174,13 @@ def test_layout_names_parse_beside_hyphenated_dataset_names():
     assert ModelName.parse("tt-fashion-mnist-r16") == ModelName("tt", "fashion-mnist", 16)
     cp = architecture_config("cp", "mnist", 8, "pixels")["init_args"]
     assert cp["patch_size"] == 1 and "label_site" not in cp  # the TT-only argument stays TT's
-    with pytest.raises(UnknownModelError, match="layout in \\['pixels'\\]"):
+    assert ModelName.parse("ht-fashion-mnist-p7s3-r16") == ModelName(
+        "ht", "fashion-mnist", 16, "p7s3"
+    )
+    ht = tensor_zoo.create_model("ht-fashion-mnist-p7s3-r4")
+    assert ht.num_positions == 64 and ht.patches.ordering == "zorder"  # an 8 x 8 quad-tree
+    assert tensor_zoo.create_model("tt-mnist-p4-r4").num_positions == 49
+    with pytest.raises(UnknownModelError, match="layout in \\['p4', 'p7s3', 'pixels'\\]"):
         ModelName.parse("tt-mnist-pixel-r20")
 
 
