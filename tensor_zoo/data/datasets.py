@@ -63,8 +63,8 @@ def locate_dataset(
 class _IDXDataModule(InMemoryImageDataModule):
     """MNIST-format data: four IDX files of grey images, a training and a test split.
 
-    `augment` (off by default) shifts training images by up to 2 pixels (no flips: digits and
-    clothes have a handedness).
+    `augment` (off by default) shifts training images by up to 2 pixels; `flip` adds random
+    horizontal flips (off by default: digits have a handedness; most clothes do not).
 
     Args:
         root: folder to look for the files in first (then $TENSOR_ZOO_DATA, then the
@@ -72,6 +72,8 @@ class _IDXDataModule(InMemoryImageDataModule):
         download: fetch the files with torchvision into the cache when they are found
             nowhere.
         augment: shift training images by up to 2 pixels.
+        flip: with augment, also flip training images left-right at random (for
+            Fashion-MNIST; never for digits).
         batch_size: images per batch (per process), training and evaluation alike.
         val_size: images held out of the training set for validation.
         seed: fixes the validation split, the training order of every epoch and the
@@ -82,13 +84,13 @@ class _IDXDataModule(InMemoryImageDataModule):
     subfolders: tuple[str, ...]
     system_places: tuple[str, ...] = ()
     shift_pixels = 2
-    flip = False
 
     def __init__(
         self,
         root: str | None = None,
         download: bool = True,
         augment: bool = False,
+        flip: bool = False,
         batch_size: int = 128,
         val_size: int = 5000,
         seed: int = 0,
@@ -98,6 +100,7 @@ class _IDXDataModule(InMemoryImageDataModule):
         self.root = root
         self.download = download
         self.augment = augment
+        self.flip = flip
 
     def _torchvision_fetch(self, folder: str) -> None:
         raise NotImplementedError
