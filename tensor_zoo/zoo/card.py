@@ -62,6 +62,18 @@ def card_data(config: dict[str, Any]) -> ModelCardData:
     )
 
 
+LOAD_COMMENT = "# eval mode, files checked against their sha256"
+
+
+def load_line(name: str, width: int = 100) -> list[str]:
+    """The card snippet's `load` line with its comment, the comment on a line of its own when
+    both would not fit in `width` columns (the snippet stays as `ruff format` leaves it)."""
+    line = f'model = tensor_zoo.load("{name}")'
+    if len(line) + 2 + len(LOAD_COMMENT) <= width:
+        return [f"{line}  {LOAD_COMMENT}"]
+    return [LOAD_COMMENT, line]
+
+
 def render_card(config: dict[str, Any]) -> str:
     """The model card: YAML front matter from `card_data`, then prose.
 
@@ -108,7 +120,7 @@ def render_card(config: dict[str, Any]) -> str:
         "import torch",
         "import tensor_zoo",
         "",
-        f'model = tensor_zoo.load("{name}")  # eval mode, files checked against their sha256',
+        *load_line(name),
         f"images = torch.rand(8, {shape.replace(' x ', ', ')})  # float (B, "
         f"{shape.replace(' x ', ', ')}) in [0, 1]",
         f"probs = model(images).softmax(-1)  # (8, {len(config['classes'])})",
