@@ -3,7 +3,7 @@
 import pytest
 from huggingface_hub import ModelCard
 
-from tensor_zoo.zoo.card import render_card
+from tensor_zoo.zoo.card import LOAD_COMMENT, load_line, render_card
 from tensor_zoo.zoo.hub import source_checkout_checkpoints
 from tensor_zoo.zoo.registry import PACKAGED_INDEX, read_index
 
@@ -28,3 +28,10 @@ def test_shipped_card_is_the_rendered_one_and_the_hub_reads_its_results(name):
     )
     assert result.dataset_name == config["dataset"]["title"]
     assert result.metric_value == pytest.approx(config["metrics"]["test/acc"], abs=5e-5)
+
+
+def test_the_load_line_keeps_within_100_columns_whatever_the_name():
+    short, long = "tt-mnist-r16", "ht-fashion-mnist-p7s3-r16"
+    assert load_line(short) == [f'model = tensor_zoo.load("{short}")  {LOAD_COMMENT}']
+    assert load_line(long) == [LOAD_COMMENT, f'model = tensor_zoo.load("{long}")']
+    assert all(len(line) <= 100 for name in (short, long) for line in load_line(name))

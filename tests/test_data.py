@@ -223,6 +223,60 @@ def test_mnist_augmentation_is_off_by_default_and_only_touches_training(tmp_path
     assert data.on_after_batch_transfer(batch, 0) is batch  # no trainer: not training
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_fashion_mnist_flips_training_images_only_when_asked(tmp_path, flip):
+    """Through a real Trainer: every training image the model sees is a shifted crop of a
+    training image (reflection padding of 2) or, with flip, of its mirror image, and with flip
+    some are mirrored."""
+    import lightning as L
+
+    arrays = make_idx_dataset(tmp_path / "fashion-mnist", train=40, test=8)
+    originals = torch.tensor(arrays["train-images-idx3-ubyte"], dtype=torch.float32) / 255
+    seen: list[torch.Tensor] = []
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            seen.append(batch[0][:, 0].clone())
+            return self.weight.sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = FashionMNISTDataModule(
+        root=str(tmp_path), download=False, augment=True, flip=flip, val_size=8, batch_size=8
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+    )
+    trainer.fit(Recorder(), data)
+
+    def crops(image):
+        padded = torch.nn.functional.pad(image[None, None], [2] * 4, mode="reflect")[0, 0]
+        return [padded[r : r + 28, c : c + 28] for r in range(5) for c in range(5)]
+
+    plain = [crop for image in originals for crop in crops(image)]
+    mirrored = [crop for image in originals for crop in crops(image.flip(-1))]
+    kinds = []
+    for image in torch.cat(seen):
+        if any(torch.allclose(image, crop) for crop in plain):
+            kinds.append("plain")
+        else:
+            assert any(torch.allclose(image, crop) for crop in mirrored)
+            kinds.append("mirrored")
+    assert len(kinds) == 32
+    assert ("mirrored" in kinds) == flip
+
+
 def py2_cifar_pickle(data: np.ndarray, labels: list[int]) -> bytes:
     """A batch as Python 2's cPickle (protocol 2) wrote the official python release: str keys
     (SHORT_BINSTRING), the array through numpy.core.multiarray._reconstruct."""
