@@ -244,3 +244,27 @@ def test_zoo_section_is_drawn_from_the_index_and_added_by_only_zoo(tmp_path, mon
     # regenerating the section again gives the same text
     write_report(collect(tmp_path / "runs"), tmp_path, only=["zoo"])
     assert split_sections((tmp_path / "reproduction.md").read_text())[1] == written
+
+
+def test_kept_records_rebuild_the_same_results_without_checkpoints(tmp_path):
+    """`report --keep`: summary.json and point.json of finished runs only, in the same layout;
+    collect() reads the same runs and grid counts from the copy."""
+    runs = tmp_path / "runs"
+    (point,) = expand_grid(load_sweep(report.SWEEPS / "toy.yaml"), runs, "toy")[:1]
+    point.folder.mkdir(parents=True)
+    (point.folder / "summary.json").write_text('{"test_acc": 0.5, "rank": 1}')
+    (point.folder / "point.json").write_text('{"params": {}}')
+    (point.folder / "last.ckpt").write_bytes(b"weights")
+    unfinished = runs / "toy" / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "point.json").write_text("{}")
+    kept = tmp_path / "kept"
+    assert report.keep_records(runs, kept) == 1
+    copied = sorted(path.relative_to(kept).as_posix() for path in kept.rglob("*.json"))
+    name = point.folder.name
+    assert copied == [f"toy/{name}/point.json", f"toy/{name}/summary.json"]
+    assert not list(kept.rglob("*.ckpt"))
+    original, rebuilt = collect(runs), collect(kept)
+    assert rebuilt.grids == original.grids and rebuilt.grids["toy"][0] == 1
+    strip = [{k: v for k, v in run.items() if k != "folder"} for run in original.runs["toy"]]
+    assert [{k: v for k, v in run.items() if k != "folder"} for run in rebuilt.runs["toy"]] == strip

@@ -22,6 +22,7 @@ functions `(Results, figures folder, quick) -> markdown` added to SECTIONS.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -519,7 +520,11 @@ def write_report(
         "are for that copy. Differences from the paper: PyTorch instead of TensorFlow; the "
         "paper does not give epochs, initialisation, patch size (CIFAR-10) or m (MNIST), so the "
         "config files state the values chosen; our networks append a constant 1 to each "
-        "feature vector and contract in log format (see the theory page).",
+        "feature vector and contract in log format (see the theory page). The `summary.json` "
+        "and `point.json` of the MNIST and CIFAR-10 runs are kept in `docs/results/sweeps/` "
+        "(`tensor-zoo report --keep docs/results/sweeps` copies them from the runs): "
+        "`tensor-zoo report --runs-dir docs/results/sweeps --only mnist cifar10` rebuilds "
+        "those sections and their figures from them.",
         "",
     ]
     if quick:
@@ -561,12 +566,32 @@ def run_quick(workdir: Path, progress: Callable[[str], None] | None = None) -> R
     return collect(workdir / "runs")
 
 
+RECORD_FILES = ("summary.json", "point.json")
+
+
+def keep_records(runs_dir: str | Path, folder: str | Path) -> int:
+    """Copy every finished run's summary.json and point.json from `runs_dir` into `folder`, in
+    the same <sweep>/<point>/ layout (what the report reads, without checkpoints or W&B files).
+    Returns how many runs were copied."""
+    runs_dir, folder = Path(runs_dir), Path(folder)
+    copied = 0
+    for summary in sorted(runs_dir.glob(f"*/*/{RECORD_FILES[0]}")):
+        target = folder / summary.parent.relative_to(runs_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (summary.parent / name).is_file():
+                shutil.copy2(summary.parent / name, target / name)
+        copied += 1
+    return copied
+
+
 def main(
     *,
     runs_dir: str = "runs/sweeps",
     out: str | None = None,
     quick: bool = False,
     only: list[str] | None = None,
+    keep: str | None = None,
 ) -> None:
     """Build docs/reproduction.md and its figures from the sweeps' runs.
 
@@ -578,6 +603,8 @@ def main(
             that the pipeline runs).
         only: regenerate only these sections (toy, mnist, cifar10, expressivity, zoo), keeping
             the others of OUT/reproduction.md word for word.
+        keep: also copy every finished run's summary.json and point.json into this folder
+            (docs/results/sweeps: the record the report can be rebuilt from with --runs-dir).
     """
     start = time.perf_counter()
     if quick:
@@ -592,6 +619,8 @@ def main(
                 f"report --quick: no finished run for {missing}; see their log.txt in {folder}"
             )
         return
+    if keep:
+        print(f"Kept the records of {keep_records(runs_dir, keep)} runs in {keep}")
     results = collect(runs_dir)
     try:
         path = write_report(results, Path(out or ROOT / "docs"), only=only)
