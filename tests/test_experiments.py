@@ -165,6 +165,7 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
     for title in (
         "## Toy sets",
         "## MNIST at ranks 1 to 4",
+        "## MNIST at ranks 1 to 4 with feature size m = 32",
         "## CIFAR-10 at feature size m = 4",
         "## Expressivity",
         "## The zoo across ranks",
@@ -184,6 +185,8 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
         "toy_decision_boundaries.png",
         "mnist_accuracy_vs_rank.png",
         "mnist_accuracy_vs_parameters.png",
+        "mnist_m32_accuracy_vs_rank.png",
+        "mnist_m32_accuracy_vs_parameters.png",
         "cifar10_accuracy_vs_rank.png",
         "cifar10_accuracy_vs_parameters.png",
         "rank_bound_histograms.png",
@@ -201,7 +204,7 @@ def test_report_only_regenerates_the_sections_named_and_keeps_the_others(tmp_pat
     assert written[0].startswith("## Toy sets") and "**Ours: not run yet.**" in written[0]
     assert written[1:] == sections[1:]
     (tmp_path / "reproduction.md").write_text("# a report of another version\n\n" + sections[0])
-    with pytest.raises(ValueError, match="1 sections, the report 5"):
+    with pytest.raises(ValueError, match="1 sections, the report 6"):
         write_report(collect(tmp_path / "runs"), tmp_path, only=["toy"])
 
 
