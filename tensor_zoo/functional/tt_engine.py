@@ -509,8 +509,8 @@ class _TransferScan(torch.autograd.Function):
                     part, features[start:stop].transpose(-1, -2), out=grad_weights[start:stop]
                 )
             if needs_features:  # (B, R R) @ (R R, M) per site, then rows of M into place
-                rows = torch.matmul(part.transpose(-1, -2), flat_weights[start:stop])
-                grad_features[start:stop].copy_(rows.transpose(-1, -2))
+                per_sample = torch.matmul(part.transpose(-1, -2), flat_weights[start:stop])
+                grad_features[start:stop].copy_(per_sample.transpose(-1, -2))
         if needs_weights:
             grad_weights = grad_weights.view(count, sides, rank, rank, -1)
         return grad_weights, grad_features, None
