@@ -10,7 +10,13 @@ import pytest
 from test_data import make_idx_dataset, write_cifar_fixture
 
 from tensor_zoo.experiments import report
-from tensor_zoo.experiments.report import SECTIONS, collect, split_sections, write_report
+from tensor_zoo.experiments.report import (
+    HEADINGS,
+    SECTIONS,
+    collect,
+    split_sections,
+    write_report,
+)
 from tensor_zoo.experiments.sweep import expand_grid, load_sweep, run_sweep
 from tensor_zoo.experiments.wandb_offline import read_offline_run
 from tensor_zoo.zoo.registry import PACKAGED_INDEX, read_index, write_index
@@ -196,16 +202,25 @@ def test_quick_report_trains_every_experiment_and_writes_figures_and_tables(tmp_
 
 
 def test_report_only_regenerates_the_sections_named_and_keeps_the_others(tmp_path):
-    sections = [f"## {name}\n\nkept text of {name}\n" for name in SECTIONS]
+    sections = [f"{HEADINGS[name]}\n\nkept text of {name}\n" for name in SECTIONS]
     (tmp_path / "reproduction.md").write_text("# old intro\n\n" + "\n".join(sections))
     write_report(collect(tmp_path / "runs"), tmp_path, only=["toy"])
     intro, written = split_sections((tmp_path / "reproduction.md").read_text())
     assert intro.startswith("# Reproduction: Khrulkov, Novikov, Oseledets")
     assert written[0].startswith("## Toy sets") and "**Ours: not run yet.**" in written[0]
     assert written[1:] == sections[1:]
-    (tmp_path / "reproduction.md").write_text("# a report of another version\n\n" + sections[0])
-    with pytest.raises(ValueError, match="1 sections, the report 6"):
+    # a report built before mnist_m32 existed: its sections are kept by heading, and the new
+    # section must be named in --only
+    older = [s for name, s in zip(SECTIONS, sections, strict=True) if name != "mnist_m32"]
+    (tmp_path / "reproduction.md").write_text("# an older report\n\n" + "\n".join(older))
+    with pytest.raises(ValueError, match="lacks the sections mnist_m32"):
         write_report(collect(tmp_path / "runs"), tmp_path, only=["toy"])
+    write_report(collect(tmp_path / "runs"), tmp_path, only=["mnist_m32"])
+    written = split_sections((tmp_path / "reproduction.md").read_text())[1]
+    names = list(SECTIONS)
+    position = names.index("mnist_m32")
+    assert written[position].startswith(HEADINGS["mnist_m32"])
+    assert [w for i, w in enumerate(written) if i != position] == older
 
 
 def test_zoo_section_is_drawn_from_the_index_and_added_by_only_zoo(tmp_path, monkeypatch):
@@ -223,7 +238,7 @@ def test_zoo_section_is_drawn_from_the_index_and_added_by_only_zoo(tmp_path, mon
     write_index({"format_version": 1, "models": {"tt-mnist-r8": tt, "cp-cifar10-r32": cp}}, index)
     monkeypatch.setenv("TENSOR_ZOO_INDEX", str(index))
     # a report built before the zoo section existed: --only zoo appends it, keeps the rest
-    older = [f"## {name}\n\nkept text of {name}\n" for name in list(SECTIONS)[:-1]]
+    older = [f"{HEADINGS[name]}\n\nkept text of {name}\n" for name in list(SECTIONS)[:-1]]
     (tmp_path / "reproduction.md").write_text("# old intro\n\n" + "\n".join(older))
     report.main(runs_dir=str(tmp_path / "runs"), out=str(tmp_path), only=["zoo"])
     written = split_sections((tmp_path / "reproduction.md").read_text())[1]

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tensor_zoo.experiments.report import EXPRESSIVITY_TITLE
 from tensor_zoo.expressivity import (
     cp_rank_lower_bound,
     ht_ranks,
@@ -388,7 +389,7 @@ def expressivity_markdown(figures: Path, quick: bool = False) -> str:
     results = [rank_bounds(setting, xi, rank) for xi in XIS for rank in setting.ranks]
     histogram_figure(results, setting, figures / "rank_bound_histograms.png")
     text = [
-        "## Expressivity: rank-bound histograms and the TT <-> HT rank table",
+        f"## {EXPRESSIVITY_TITLE}",
         "",
         "Measured, not trained: random networks (every parameter N(0, 1), float64, one class, "
         "seeded, so every number below is reproduced exactly by `report`) and the "

@@ -467,6 +467,10 @@ def zoo_section(results: Results, figures: Path, quick: bool = False) -> str:
     return zoo_markdown(figures)
 
 
+# The headings of the sections that are not an experiment's (each experiment's is its title).
+EXPRESSIVITY_TITLE = "Expressivity: rank-bound histograms and the TT <-> HT rank table"
+ZOO_TITLE = "The zoo across ranks: test accuracy against parameters"
+
 # Section name -> (results, figures folder, quick) -> markdown, in the report's order.
 SECTIONS: dict[str, Callable[[Results, Path, bool], str]] = {
     **{
@@ -475,6 +479,12 @@ SECTIONS: dict[str, Callable[[Results, Path, bool], str]] = {
     },
     "expressivity": expressivity_section,
     "zoo": zoo_section,
+}
+# Section name -> its `## ` heading, by which `report --only` finds the sections it keeps.
+HEADINGS: dict[str, str] = {
+    **{experiment.key: f"## {experiment.title}" for experiment in EXPERIMENTS},
+    "expressivity": f"## {EXPRESSIVITY_TITLE}",
+    "zoo": f"## {ZOO_TITLE}",
 }
 
 
@@ -497,21 +507,23 @@ def write_report(
             out/reproduction.md are kept as they are (None: every section).
     """
     path = out / "reproduction.md"
-    kept: list[str] = []
+    kept: list[str] = []  # the existing sections, in SECTIONS' order ("" where absent)
     if only:
         unknown = sorted(set(only) - set(SECTIONS))
         if unknown:
             raise ValueError(f"no report section {unknown}: choose from {', '.join(SECTIONS)}.")
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: build the whole report once first.")
-        kept = split_sections(path.read_text())[1]
-        new = list(SECTIONS)[len(kept) :]  # sections added to the report since it was built
-        if len(kept) > len(SECTIONS) or not set(new) <= set(only):
+        by_heading = {
+            section.split("\n", 1)[0]: section for section in split_sections(path.read_text())[1]
+        }
+        missing = [name for name in SECTIONS if HEADINGS[name] not in by_heading]
+        if not set(missing) <= set(only):
             raise ValueError(
-                f"{path} has {len(kept)} sections, the report {len(SECTIONS)}: it was built by "
-                f"another version; build the whole report (without --only), or name the "
-                f"sections it lacks ({', '.join(new) or 'none'}) in --only."
+                f"{path} lacks the sections {', '.join(missing)} (it was built by another "
+                f"version): build the whole report (without --only), or name them in --only."
             )
+        kept = [by_heading.get(HEADINGS[name], "") for name in SECTIONS]
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     intro = [

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tensor_zoo.datasets import DATASETS, SITE_LAYOUTS
-from tensor_zoo.experiments.report import ARCHITECTURES, COLOURS
+from tensor_zoo.experiments.report import ARCHITECTURES, COLOURS, ZOO_TITLE
 from tensor_zoo.layers.patches import grid_shape
 from tensor_zoo.zoo.registry import PACKAGED_INDEX, ModelName, index_path, read_index
 
@@ -312,7 +312,7 @@ def zoo_markdown(figures: Path) -> str:
         else "the index `TENSOR_ZOO_INDEX` names"
     )
     text = [
-        "## The zoo across ranks: test accuracy against parameters",
+        f"## {ZOO_TITLE}",
         "",
         f"Every published checkpoint of {where} ({len(points)} checkpoints), with the test "
         "accuracy its card records (measured by `tensor-zoo eval` on the dataset's test split, "
