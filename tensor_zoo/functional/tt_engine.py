@@ -237,6 +237,15 @@ def group_size(rank: int, feature_dim: int) -> int:
     return min(costs, key=costs.get) if costs else 1
 
 
+def identity_cores(stacked: Tensor, count: int) -> Tensor:
+    """`count` identity sites (core I on feature 0, zero elsewhere) shaped like the stacked cores
+    (d, R, m, R): (count, R, m, R), of their dtype and device."""
+    rank, feature_dim = stacked.shape[1], stacked.shape[2]
+    identity = stacked.new_zeros(count, rank, feature_dim, rank)
+    identity[:, :, 0, :] = torch.eye(rank, dtype=stacked.dtype, device=stacked.device)
+    return identity
+
+
 def merged_sites(
     features: Tensor, stacked: Tensor, group: int, sites: int | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -255,9 +264,7 @@ def merged_sites(
     if group == 1 and not missing:
         return features, stacked
     if missing:
-        identity = stacked.new_zeros(missing, rank, feature_dim, rank)
-        identity[:, :, 0, :] = torch.eye(rank, dtype=stacked.dtype, device=stacked.device)
-        stacked = torch.cat([stacked, identity])
+        stacked = torch.cat([stacked, identity_cores(stacked, missing)])
         unit = features.new_zeros(batch, missing, feature_dim)
         unit[:, :, 0] = 1
         features = torch.cat([features, unit], dim=1)
@@ -381,12 +388,13 @@ class _Scan(torch.autograd.Function):
         buffers, step_scales = states.unbind(0), scales.unbind(0)
         tiny = torch.finfo(weights.dtype).tiny
         mixed = weights.new_empty(sides, width * rank, batch)
+        rescaled = _rescaled_steps(count) if log_format else ()
         for step in range(count):
             state, new = (step, step + 1) if keep else (step % 2, (step + 1) % 2)
             torch.bmm(left[step], buffers[state], out=mixed)
             product = mixed.view(sides, width, rank, batch).mul_(step_features[step])
             torch.sum(product, dim=1, out=buffers[new])
-            if log_format and _rescaled(step, count):
+            if step in rescaled:
                 _rescale_(buffers[new], step_scales[step], tiny)
         ctx.log_format = log_format
         if keep:
@@ -406,8 +414,9 @@ class _Scan(torch.autograd.Function):
         step_grads, step_mixed = grads.unbind(0), mixed.view(count, sides, -1, batch).unbind(0)
         step_scales = scales.unbind(0)
         step_grads[-1].copy_(grad_state)
+        rescaled = _rescaled_steps(count) if ctx.log_format else ()
         for step in range(count - 1, -1, -1):
-            if ctx.log_format and _rescaled(step, count):
+            if step in rescaled:
                 step_grads[step].div_(step_scales[step])
             torch.bmm(flat[step], step_grads[step], out=step_mixed[step])
             if step:
@@ -517,13 +526,10 @@ class _TransferScan(torch.autograd.Function):
 
 
 def _rescaled_steps(count: int) -> frozenset[int]:
-    """The steps (of `count`) after which the scan rescales its state (see `_rescaled`)."""
-    return frozenset(step for step in range(count) if _rescaled(step, count))
-
-
-def _rescaled(step: int, count: int) -> bool:
-    """Whether the scan rescales the state after this step (of `count`)."""
-    return step % SCAN_RESCALE_EVERY == SCAN_RESCALE_EVERY - 1 or step == count - 1
+    """The steps (of `count`) after which the scan rescales its state: every
+    SCAN_RESCALE_EVERY-th and the last."""
+    every = range(SCAN_RESCALE_EVERY - 1, count, SCAN_RESCALE_EVERY)
+    return frozenset([*every, count - 1])
 
 
 def _rescale_(state: Tensor, scale: Tensor, tiny: float) -> None:
@@ -595,14 +601,12 @@ def scan_products(
 
 
 def _identity_padded(stacked: Tensor, sites: int) -> Tensor:
-    """Cores bonds first (d, R, R, m) followed by identity sites (I on feature 0) up to `sites`,
-    as `merged_sites` does for (d, R, m, R)."""
+    """Cores bonds first (d, R, R, m) followed by identity sites up to `sites`, as
+    `merged_sites` does for (d, R, m, R)."""
     missing = sites - stacked.shape[0]
     if not missing:
         return stacked
-    rank = stacked.shape[1]
-    identity = stacked.new_zeros(missing, rank, rank, stacked.shape[-1])
-    identity[..., 0] = torch.eye(rank, dtype=stacked.dtype, device=stacked.device)
+    identity = identity_cores(stacked.transpose(-1, -2), missing).transpose(-1, -2)
     return torch.cat([stacked, identity])
 
 

@@ -64,13 +64,17 @@ class FeatureMap(nn.Module):
         """(B, d, n) -> (B, d, m)."""
         features = self.transform(patches)
         if self.training and self.dropout > 0:
-            # one pass over the features: the (B, d, 1) mask carries the 1 / (1 - p) scale
-            keep = torch.rand_like(features[..., :1]) >= self.dropout
-            features = features * keep.to(features.dtype).mul_(1.0 / (1.0 - self.dropout))
+            features = features * self.dropout_scale(features)
         if self.append_one:
             # the constant as a one-column pad: `cat` copies one element at a time here
             features = F.pad(features, (0, 1), value=1.0)
         return features
+
+    def dropout_scale(self, features: Tensor) -> Tensor:
+        """features (B, d, k) -> per-patch dropout factors (B, d, 1): 0 for a dropped patch,
+        1 / (1 - p) for a kept one (one pass over the features when multiplied)."""
+        keep = torch.rand_like(features[..., :1]) >= self.dropout
+        return keep.to(features.dtype).mul_(1.0 / (1.0 - self.dropout))
 
     def extra_repr(self) -> str:
         return (
@@ -130,9 +134,7 @@ class AffineFeatureMap(FeatureMap):
         bias = F.pad(self.linear.bias, (0, 1), value=1.0)
         values = F.linear(patches, weight, bias)
         if self.training and self.dropout > 0:  # the same random numbers as FeatureMap.forward
-            keep = torch.rand_like(values[..., :1]) >= self.dropout
-            scale = keep.to(values.dtype).mul_(1.0 / (1.0 - self.dropout))
-            mask = scale.expand_as(values).clone()
+            mask = self.dropout_scale(values).expand_as(values).clone()
             mask[..., -1] = 1.0  # never the constant
             values = values * mask
         return ACTIVATIONS[self.activation](values)
