@@ -120,7 +120,13 @@ def test_recipe_configs_leave_the_input_facts_to_the_table(recipe):
     assert not written & (INPUT_FACTS | set(DATASETS[RECIPES[recipe]].recipe_args))
 
 
-@pytest.mark.parametrize("layered", ["mnist_pixels", "paper_mnist", "paper_cifar10"])
+LAYOUT_CONFIGS = {  # a recipe config over its recipe's own -> the published network it trains
+    "mnist_pixels": ("mnist", "tt-mnist-pixels-r20"),
+    "mnist_p4": ("mnist", "tt-mnist-p4-r16"),
+}
+
+
+@pytest.mark.parametrize("layered", [*LAYOUT_CONFIGS, "paper_mnist", "paper_cifar10"])
 def test_layered_recipe_configs_leave_the_input_facts_to_the_table(layered):
     config = yaml.safe_load((ROOT / "recipes" / "configs" / f"{layered}.yaml").read_text())
     assert not set(config["model"]["network"]["init_args"]) & INPUT_FACTS
@@ -164,6 +170,36 @@ def test_the_pixel_recipe_builds_what_the_pixels_layout_names(tmp_path, monkeypa
     assert build_network(printed).config == named.config
     assert named.num_positions == 28 * 28 and named.config["init_args"]["feature_dim"] == 2
     assert named.config["init_args"]["label_site"] == "middle"
+
+
+@pytest.mark.parametrize("layered", sorted(LAYOUT_CONFIGS))
+def test_the_layout_configs_build_the_networks_they_published(
+    layered, tmp_path, monkeypatch, capsys
+):
+    """`python recipes/{recipe}.py --config recipes/configs/{layered}.yaml`: the network the
+    config builds over its recipe's config is the published one, argument for argument, and the
+    config's epochs are the card's."""
+    from tensor_zoo.lightning.cli import run_recipe
+
+    recipe, name = LAYOUT_CONFIGS[layered]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [f"recipes/{recipe}.py"])
+    layer = ROOT / "recipes" / "configs" / f"{layered}.yaml"
+    with pytest.raises(SystemExit) as info:
+        run_recipe(
+            DATA_MODULES[RECIPES[recipe]],
+            ROOT / "recipes" / "configs" / f"{recipe}.yaml",
+            ["fit", "--config", str(layer), "--print_config"],
+        )
+    assert info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    published = PUBLISHED[name]["config"]
+    assert (
+        build_network(printed["model"]["network"]).config
+        == build_network(published["architecture"]).config
+    )
+    assert printed["trainer"]["max_epochs"] == published["training"]["epochs"]
+    assert ModelName.parse(name).dataset == RECIPES[recipe]
 
 
 def test_layout_names_parse_beside_hyphenated_dataset_names():
