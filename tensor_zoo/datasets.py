@@ -272,5 +272,14 @@ SITE_LAYOUTS: dict[str, SiteLayout] = {
             ),
             network_args={"patch_size": 7, "stride": 3},
         ),
+        SiteLayout(
+            key="p4m64",
+            description=(
+                "4 x 4 patches (d = 49 on 28 x 28 images) read in snake order, with 64 "
+                "features per patch instead of the recipe's 32 "
+                "(recipes/configs/fashion_mnist_p4m64.yaml)"
+            ),
+            network_args={"patch_size": 4, "feature_dim": 64, "ordering": "snake"},
+        ),
     )
 }

@@ -123,6 +123,7 @@ def test_recipe_configs_leave_the_input_facts_to_the_table(recipe):
 LAYOUT_CONFIGS = {  # a recipe config over its recipe's own -> the published network it trains
     "mnist_pixels": ("mnist", "tt-mnist-pixels-r20"),
     "mnist_p4": ("mnist", "tt-mnist-p4-r16"),
+    "fashion_mnist_p4m64": ("fashion_mnist", "tt-fashion-mnist-p4m64-r16"),
 }
 
 
@@ -216,7 +217,10 @@ def test_layout_names_parse_beside_hyphenated_dataset_names():
     ht = tensor_zoo.create_model("ht-fashion-mnist-p7s3-r4")
     assert ht.num_positions == 64 and ht.patches.ordering == "zorder"  # an 8 x 8 quad-tree
     assert tensor_zoo.create_model("tt-mnist-p4-r4").num_positions == 49
-    with pytest.raises(UnknownModelError, match="layout in \\['p4', 'p7s3', 'pixels'\\]"):
+    p4m64 = ModelName.parse("tt-fashion-mnist-p4m64-r16")  # not p4 with a stray "m64"
+    assert p4m64 == ModelName("tt", "fashion-mnist", 16, "p4m64")
+    assert tensor_zoo.create_model("tt-mnist-p4m64-r4").patches.ordering == "snake"
+    with pytest.raises(UnknownModelError, match="layout in \\['p4', 'p4m64', 'p7s3', 'pixels'\\]"):
         ModelName.parse("tt-mnist-pixel-r20")
 
 
