@@ -1,5 +1,6 @@
 """The paper's experiments: sweep files, the local runner, W&B offline runs and the report."""
 
+import json
 import os
 import subprocess
 import sys
@@ -264,25 +265,33 @@ def test_zoo_section_is_drawn_from_the_index_and_added_by_only_zoo(tmp_path, mon
     assert split_sections((tmp_path / "reproduction.md").read_text())[1] == written
 
 
-def test_kept_records_rebuild_the_same_results_without_checkpoints(tmp_path):
-    """`report --keep`: summary.json and point.json of finished runs only, in the same layout;
+def test_kept_records_rebuild_the_same_results_with_only_the_figures_checkpoints(tmp_path):
+    """`report --keep`: summary.json and point.json of finished runs, in the same layout, and the
+    best checkpoint of the seed-0 toy runs the decision-boundary figure draws, no other weights;
     collect() reads the same runs and grid counts from the copy."""
     runs = tmp_path / "runs"
-    (point,) = expand_grid(load_sweep(report.SWEEPS / "toy.yaml"), runs, "toy")[:1]
-    point.folder.mkdir(parents=True)
-    (point.folder / "summary.json").write_text('{"test_acc": 0.5, "rank": 1}')
-    (point.folder / "point.json").write_text('{"params": {}}')
-    (point.folder / "last.ckpt").write_bytes(b"weights")
+    points = expand_grid(load_sweep(report.SWEEPS / "toy.yaml"), runs, "toy")[:2]
+    for seed, point in enumerate(points):
+        point.folder.mkdir(parents=True)
+        summary = {"test_acc": 0.5, "rank": 1, "seed": seed, "architecture": "TTNet"}
+        (point.folder / "summary.json").write_text(json.dumps(summary))
+        (point.folder / "point.json").write_text('{"params": {}}')
+        (point.folder / "last.ckpt").write_bytes(b"weights")
+        (point.folder / "checkpoints").mkdir()
+        (point.folder / "checkpoints" / "best-epoch=3.ckpt").write_bytes(b"best weights")
     unfinished = runs / "toy" / "unfinished"
     unfinished.mkdir()
     (unfinished / "point.json").write_text("{}")
     kept = tmp_path / "kept"
-    assert report.keep_records(runs, kept) == 1
+    assert report.keep_records(runs, kept) == 2
     copied = sorted(path.relative_to(kept).as_posix() for path in kept.rglob("*.json"))
-    name = point.folder.name
-    assert copied == [f"toy/{name}/point.json", f"toy/{name}/summary.json"]
-    assert not list(kept.rglob("*.ckpt"))
+    first, second = (point.folder.name for point in points)
+    assert copied == [
+        f"toy/{name}/{file}" for name in (first, second) for file in ("point.json", "summary.json")
+    ]
+    weights = [path.relative_to(kept).as_posix() for path in kept.rglob("*.ckpt")]
+    assert weights == [f"toy/{first}/checkpoints/best-epoch=3.ckpt"]  # seed 0's best only
     original, rebuilt = collect(runs), collect(kept)
-    assert rebuilt.grids == original.grids and rebuilt.grids["toy"][0] == 1
+    assert rebuilt.grids == original.grids and rebuilt.grids["toy"][0] == 2
     strip = [{k: v for k, v in run.items() if k != "folder"} for run in original.runs["toy"]]
     assert [{k: v for k, v in run.items() if k != "folder"} for run in rebuilt.runs["toy"]] == strip

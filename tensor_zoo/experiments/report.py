@@ -264,8 +264,23 @@ def accuracy_figure(
     plt.close(figure)
 
 
+def boundary_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The toy runs the decision-boundary figure draws: seed 0 of one architecture (TT if it
+    was run; at d = 2 all three are rank-r matrices), every (set, rank) of it."""
+    chosen = [r for r in runs if r.get("seed") in (0, None)]
+    preference = ("TTNet", "CPNet", "HTNet")
+    architectures = sorted({r["architecture"] for r in chosen}, key=preference.index)
+    return [r for r in chosen if r["architecture"] == architectures[0]] if chosen else []
+
+
+def best_checkpoint(run: dict[str, Any]) -> Path | None:
+    """The best-validation checkpoint a run saved (None if it kept none)."""
+    checkpoints = sorted(Path(run["folder"]).rglob("best-*.ckpt"))
+    return checkpoints[-1] if checkpoints else None
+
+
 def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
-    """The toy decision boundaries: one panel per (set, rank), seed 0, TT if it was run."""
+    """The toy decision boundaries: one panel per (set, rank) of `boundary_runs`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -275,12 +290,9 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
     from tensor_zoo.data import ToyDataModule
     from tensor_zoo.lightning.module import TensorNetClassifier
 
-    chosen = [r for r in runs if r.get("seed") in (0, None)]
-    preference = ("TTNet", "CPNet", "HTNet")  # at d = 2 all three are rank-r matrices
-    architectures = sorted({r["architecture"] for r in chosen}, key=preference.index)
+    chosen = boundary_runs(runs)
     if not chosen:
         return False
-    chosen = [r for r in chosen if r["architecture"] == architectures[0]]
     datasets = sorted({r["dataset"] for r in chosen}, reverse=True)
     ranks = sorted({r["rank"] for r in chosen})
     figure, axes = plt.subplots(
@@ -292,11 +304,11 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
             axis.set_xticks([])
             axis.set_yticks([])
             match = [r for r in chosen if r["dataset"] == dataset and r["rank"] == rank]
-            checkpoints = sorted(Path(match[0]["folder"]).rglob("best-*.ckpt")) if match else []
-            if not checkpoints:
+            checkpoint = best_checkpoint(match[0]) if match else None
+            if checkpoint is None:
                 axis.set_title(f"{dataset}, rank {rank}: not run", fontsize=8)
                 continue
-            model = TensorNetClassifier.load_from_checkpoint(checkpoints[-1], map_location="cpu")
+            model = TensorNetClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
             model.eval()
             settings = match[0]["data"]
             data = ToyDataModule(
@@ -323,7 +335,7 @@ def decision_boundary_figure(runs: list[dict[str, Any]], path: Path) -> bool:
             axis.set_title(
                 f"{dataset}, rank {rank}: test {100 * match[0]['test_acc']:.1f}%", fontsize=8
             )
-    figure.suptitle(f"{architectures[0]} decision boundaries (seed 0)", fontsize=10)
+    figure.suptitle(f"{chosen[0]['architecture']} decision boundaries (seed 0)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -610,8 +622,9 @@ RECORD_FILES = ("summary.json", "point.json")
 
 def keep_records(runs_dir: str | Path, folder: str | Path) -> int:
     """Copy every finished run's summary.json and point.json from `runs_dir` into `folder`, in
-    the same <sweep>/<point>/ layout (what the report reads, without checkpoints or W&B files).
-    Returns how many runs were copied."""
+    the same <sweep>/<point>/ layout (what the report reads, without W&B files), and the best
+    checkpoints of the toy runs the decision-boundary figure draws (a few kB each: the figure
+    needs the networks). Returns how many runs were copied."""
     runs_dir, folder = Path(runs_dir), Path(folder)
     copied = 0
     for summary in sorted(runs_dir.glob(f"*/*/{RECORD_FILES[0]}")):
@@ -621,6 +634,12 @@ def keep_records(runs_dir: str | Path, folder: str | Path) -> int:
             if (summary.parent / name).is_file():
                 shutil.copy2(summary.parent / name, target / name)
         copied += 1
+    for run in boundary_runs(collect(runs_dir).runs.get("toy", [])):
+        checkpoint = best_checkpoint(run)
+        if checkpoint is not None:
+            target = folder / checkpoint.relative_to(runs_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(checkpoint, target)
     return copied
 
 
