@@ -120,14 +120,15 @@ def test_recipe_configs_leave_the_input_facts_to_the_table(recipe):
     assert not written & (INPUT_FACTS | set(DATASETS[RECIPES[recipe]].recipe_args))
 
 
-LAYOUT_CONFIGS = {  # a recipe config over its recipe's own -> the published network it trains
+CHECKPOINT_CONFIGS = {  # a recipe config over its recipe's own -> the published network it trains
     "mnist_pixels": ("mnist", "tt-mnist-pixels-r20"),
     "mnist_p4": ("mnist", "tt-mnist-p4-r16"),
     "fashion_mnist_p4m64": ("fashion_mnist", "tt-fashion-mnist-p4m64-r16"),
+    "cifar10_tt_r32": ("cifar10", "tt-cifar10-r32"),
 }
 
 
-@pytest.mark.parametrize("layered", [*LAYOUT_CONFIGS, "paper_mnist", "paper_cifar10"])
+@pytest.mark.parametrize("layered", [*CHECKPOINT_CONFIGS, "paper_mnist", "paper_cifar10"])
 def test_layered_recipe_configs_leave_the_input_facts_to_the_table(layered):
     config = yaml.safe_load((ROOT / "recipes" / "configs" / f"{layered}.yaml").read_text())
     assert not set(config["model"]["network"]["init_args"]) & INPUT_FACTS
@@ -173,8 +174,8 @@ def test_the_pixel_recipe_builds_what_the_pixels_layout_names(tmp_path, monkeypa
     assert named.config["init_args"]["label_site"] == "middle"
 
 
-@pytest.mark.parametrize("layered", sorted(LAYOUT_CONFIGS))
-def test_the_layout_configs_build_the_networks_they_published(
+@pytest.mark.parametrize("layered", sorted(CHECKPOINT_CONFIGS))
+def test_the_checkpoint_configs_build_the_networks_they_published(
     layered, tmp_path, monkeypatch, capsys
 ):
     """`python recipes/{recipe}.py --config recipes/configs/{layered}.yaml`: the network the
@@ -182,7 +183,7 @@ def test_the_layout_configs_build_the_networks_they_published(
     config's epochs are the card's."""
     from tensor_zoo.lightning.cli import run_recipe
 
-    recipe, name = LAYOUT_CONFIGS[layered]
+    recipe, name = CHECKPOINT_CONFIGS[layered]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [f"recipes/{recipe}.py"])
     layer = ROOT / "recipes" / "configs" / f"{layered}.yaml"
