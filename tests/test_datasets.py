@@ -125,6 +125,7 @@ CHECKPOINT_CONFIGS = {  # a recipe config over its recipe's own -> the published
     "mnist_p4": ("mnist", "tt-mnist-p4-r16"),
     "fashion_mnist_p4m64": ("fashion_mnist", "tt-fashion-mnist-p4m64-r16"),
     "cifar10_tt_r32": ("cifar10", "tt-cifar10-r32"),
+    "cifar10_ht_r32": ("cifar10", "ht-cifar10-r32"),
 }
 
 
