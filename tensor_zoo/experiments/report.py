@@ -572,10 +572,11 @@ def write_report(
         "paper does not give epochs, initialisation, patch size (CIFAR-10) or m (MNIST), so the "
         "config files state the values chosen; our networks append a constant 1 to each "
         "feature vector and contract in log format (see the theory page). The `summary.json` "
-        "and `point.json` of the MNIST and CIFAR-10 runs are kept in `docs/results/sweeps/` "
-        "(`tensor-zoo report --keep docs/results/sweeps` copies them from the runs): "
-        "`tensor-zoo report --runs-dir docs/results/sweeps --only mnist cifar10` rebuilds "
-        "those sections and their figures from them.",
+        "and `point.json` of every sweep run, and the checkpoints the toy figure draws, are "
+        "kept in `docs/results/sweeps/` (`tensor-zoo report --keep docs/results/sweeps` copies "
+        "them from the runs): `tensor-zoo report --runs-dir docs/results/sweeps --only toy "
+        "mnist mnist_m32 cifar10` rebuilds those sections and their figures from them (the zoo "
+        "section reads the zoo's index, the expressivity section computes its own numbers).",
         "",
     ]
     if quick:
