@@ -135,19 +135,25 @@ def test_layered_recipe_configs_leave_the_input_facts_to_the_table(layered):
     assert not set(config["model"]["network"]["init_args"]) & INPUT_FACTS
 
 
-@pytest.mark.parametrize(("recipe", "network"), [("fashion_mnist", "TTNet"), ("toy", "HTNet")])
-def test_recipes_print_the_tables_network_arguments(recipe, network, tmp_path, monkeypatch, capsys):
-    """`--print_config` of the real recipe CLI: the table's values, also after a class switch."""
+def printed_config(recipe: str, args: list[str], monkeypatch, tmp_path, capsys) -> dict:
+    """The config `python recipes/{recipe}.py ARGS --print_config` prints, through the real
+    recipe CLI in this process (in tmp_path, not pytest's arguments)."""
     from tensor_zoo.lightning.cli import run_recipe
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [f"recipes/{recipe}.py"])
     config = ROOT / "recipes" / "configs" / f"{recipe}.yaml"
-    monkeypatch.setattr(sys, "argv", [f"recipes/{recipe}.py"])  # not pytest's arguments
-    args = ["fit", "--print_config", f"--model.network={network}"]
     with pytest.raises(SystemExit) as info:
-        run_recipe(DATA_MODULES[RECIPES[recipe]], config, args)
+        run_recipe(DATA_MODULES[RECIPES[recipe]], config, [*args, "--print_config"])
     assert info.value.code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)["model"]["network"]
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("recipe", "network"), [("fashion_mnist", "TTNet"), ("toy", "HTNet")])
+def test_recipes_print_the_tables_network_arguments(recipe, network, tmp_path, monkeypatch, capsys):
+    """`--print_config` of the real recipe CLI: the table's values, also after a class switch."""
+    args = ["fit", f"--model.network={network}"]
+    printed = printed_config(recipe, args, monkeypatch, tmp_path, capsys)["model"]["network"]
     assert printed["class_path"] == f"tensor_zoo.{network}"
     defaults = DATASETS[RECIPES[recipe]].network_defaults()
     assert {key: printed["init_args"][key] for key in defaults} == defaults
@@ -156,19 +162,9 @@ def test_recipes_print_the_tables_network_arguments(recipe, network, tmp_path, m
 def test_the_pixel_recipe_builds_what_the_pixels_layout_names(tmp_path, monkeypatch, capsys):
     """recipes/configs/mnist_pixels.yaml (over mnist.yaml) and `tt-mnist-pixels-r20` of the
     layout table are the same network."""
-    from tensor_zoo.lightning.cli import run_recipe
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["recipes/mnist.py"])
     pixels = ROOT / "recipes" / "configs" / "mnist_pixels.yaml"
-    with pytest.raises(SystemExit) as info:
-        run_recipe(
-            MNISTDataModule,
-            ROOT / "recipes" / "configs" / "mnist.yaml",
-            ["fit", "--config", str(pixels), "--print_config"],
-        )
-    assert info.value.code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)["model"]["network"]
+    args = ["fit", "--config", str(pixels)]
+    printed = printed_config("mnist", args, monkeypatch, tmp_path, capsys)["model"]["network"]
     named = build_network(architecture_config("tt", "mnist", 20, "pixels"))
     assert build_network(printed).config == named.config
     assert named.num_positions == 28 * 28 and named.config["init_args"]["feature_dim"] == 2
@@ -182,20 +178,9 @@ def test_the_checkpoint_configs_build_the_networks_they_published(
     """`python recipes/{recipe}.py --config recipes/configs/{layered}.yaml`: the network the
     config builds over its recipe's config is the published one, argument for argument, and the
     config's epochs are the card's."""
-    from tensor_zoo.lightning.cli import run_recipe
-
     recipe, name = CHECKPOINT_CONFIGS[layered]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [f"recipes/{recipe}.py"])
     layer = ROOT / "recipes" / "configs" / f"{layered}.yaml"
-    with pytest.raises(SystemExit) as info:
-        run_recipe(
-            DATA_MODULES[RECIPES[recipe]],
-            ROOT / "recipes" / "configs" / f"{recipe}.yaml",
-            ["fit", "--config", str(layer), "--print_config"],
-        )
-    assert info.value.code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
+    printed = printed_config(recipe, ["fit", "--config", str(layer)], monkeypatch, tmp_path, capsys)
     published = PUBLISHED[name]["config"]
     assert (
         build_network(printed["model"]["network"]).config
@@ -274,21 +259,14 @@ def test_the_commands_on_the_cards_still_build_the_published_networks(
     """The command a card gives, run through today's recipe (`--print_config` added): the
     network it builds is the published one, argument for argument (arguments added to the
     constructors since then at their defaults)."""
-    from tensor_zoo.lightning.cli import run_recipe
-
     words = [  # the card's paths are relative to the repository root; the test runs elsewhere
         str(ROOT / word) if word.startswith("recipes/configs/") else word
         for word in RECIPE_COMMANDS[name]
     ]
     script = next(index for index, word in enumerate(words) if word.endswith(".py"))
     recipe = Path(words[script]).stem
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", words[script : script + 1])
-    config = ROOT / "recipes" / "configs" / f"{recipe}.yaml"
-    with pytest.raises(SystemExit) as info:
-        run_recipe(DATA_MODULES[RECIPES[recipe]], config, [*words[script + 1 :], "--print_config"])
-    assert info.value.code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)["model"]["network"]
+    printed = printed_config(recipe, words[script + 1 :], monkeypatch, tmp_path, capsys)
+    printed = printed["model"]["network"]
     published = build_network(PUBLISHED[name]["config"]["architecture"])  # new arguments filled
     assert build_network(printed).config == published.config
 
