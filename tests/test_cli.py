@@ -226,6 +226,13 @@ def test_list_sorts_by_accuracy_or_parameters(packaged):
     assert counts == sorted(counts) and len(counts) == len(tensor_zoo.list_models("??-mnist-*"))
 
 
+def test_list_lines_up_its_columns_for_the_longest_names(packaged):
+    _, out, _ = packaged("list", "--all")
+    lines = out.splitlines()
+    assert max(len(line.split()[0]) for line in lines) > 22  # e.g. tt-fashion-mnist-p4m64-r16
+    assert len({line.index(" params") for line in lines}) == 1
+
+
 def test_list_refuses_unknown_choices_and_arguments_after_a_double_dash(packaged):
     code, _, err = packaged("list", "--dataset", "mnst")
     assert code == 2 and err.count("\n") == 1

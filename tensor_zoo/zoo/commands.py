@@ -73,16 +73,17 @@ def list_command(
     if not infos:
         hint = "" if all_ else " (--all also lists architectures without published weights)"
         print(f"No model matches{hint}.", file=sys.stderr)
+    width = max((len(info["name"]) for info in infos), default=0) + 2  # names line up
     for info in infos:
         name = info["name"]
         if info["pretrained"]:
             metrics = info["metrics"]
             print(
-                f"{name:<22}{info['num_params']:>10,} params  "
+                f"{name:<{width}}{info['num_params']:>10,} params  "
                 f"{metrics['test/acc']:.2%} on {metrics['measured_on']}"
             )
         else:
-            print(f"{name:<22}{info['num_params']:>10,} params  (no published weights)")
+            print(f"{name:<{width}}{info['num_params']:>10,} params  (no published weights)")
 
 
 def info_command(name: str) -> None:
