@@ -10,7 +10,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tensor_zoo import TTNet
 from tensor_zoo.lightning import TensorNetClassifier
-from tensor_zoo.lightning.module import ResumeMismatchError, TrainingDiverged
+from tensor_zoo.lightning.module import (
+    DIVERGED_CHECKS,
+    DIVERGED_LOSS,
+    ResumeMismatchError,
+    TrainingDiverged,
+)
 
 
 def tiny_loaders(count: int = 96) -> tuple[DataLoader, DataLoader]:
@@ -181,16 +186,48 @@ def test_a_diverged_loss_stops_training_with_advice(value, tmp_path):
     with torch.no_grad():
         model.network.cores[3].mul_(value)
     trainer = L.Trainer(
-        max_epochs=1,
+        max_epochs=3,  # 2 steps each: a finite loss stops at the third high check in a row
         logger=False,
         enable_progress_bar=False,
         enable_checkpointing=False,
         log_every_n_steps=1,
         default_root_dir=tmp_path,
     )
-    with pytest.raises(FloatingPointError, match=r"label_smoothing=0\.1") as info:
+    step = 0 if value == float("inf") else DIVERGED_CHECKS - 1
+    with pytest.raises(
+        FloatingPointError, match=rf"at step {step}\. .*label_smoothing=0\.1"
+    ) as info:
         trainer.fit(model, train)
     assert "no checkpoint was saved before the jump" in str(info.value)
+
+
+def test_a_single_spiking_batch_does_not_stop_training(tmp_path):
+    class Spike(L.Callback):  # the loss of step 2 alone is ~1e7, as in a CIFAR-10 TT run
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step in (2, 3):
+                with torch.no_grad():
+                    pl_module.network.cores[3].mul_(1e8 if trainer.global_step == 2 else 1e-8)
+
+    train, _ = tiny_loaders(32)
+    model = make_module(*VARIANTS[1].values)
+    losses = []
+    record = L.Callback()
+    record.on_train_batch_end = lambda trainer, module, outputs, *_: losses.append(
+        outputs["loss"].item()
+    )
+    trainer = L.Trainer(
+        max_epochs=4,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        gradient_clip_val=1.0,
+        callbacks=[Spike(), record],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, train)
+    assert trainer.global_step == 8 and losses[2] > DIVERGED_LOSS
+    assert all(loss < 10 for loss in losses[3:])
 
 
 def digits_run(tmp_path, max_steps, callbacks=(), **module_args):
@@ -310,7 +347,7 @@ def test_divergence_advice_names_a_checkpoint_only_when_one_exists(tmp_path):
 
     trainer, model, data = digits_run(tmp_path, 5, [Explode()])
     trainer.log_every_n_steps = 1
-    with pytest.raises(TrainingDiverged, match="at step 2") as info:
+    with pytest.raises(TrainingDiverged, match=f"at step {2 + DIVERGED_CHECKS - 1}") as info:
         trainer.fit(model, datamodule=data)
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert f"--ckpt_path={last}" in str(info.value) and last.is_file()

@@ -23,9 +23,14 @@ log = logging.getLogger(__name__)
 Batch = tuple[Tensor, Tensor] | list[Tensor]
 Scheduler = Literal["cosine", "onecycle", "constant"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
-# Cross-entropy above this means logits differ by ~1e4: the run has diverged (seen: a CIFAR TT
-# run's logits jumped from ~10 to 1e27 within 50 steps, then overflowed to NaN).
+# Cross-entropy above this means logits differ by ~1e4 (seen: a CIFAR TT run without gradient
+# clipping, whose logits jumped from ~10 to 1e27 within 50 steps, then overflowed to NaN).
 DIVERGED_LOSS = 1e4
+# A finite loss above DIVERGED_LOSS stops training only when this many checks in a row see it:
+# with clipping, single batches spike and recover (a CIFAR TT r32 run had batches near 1e7 and
+# still gained 10 points afterwards; a check that happened to land on one such batch stopped
+# another run). A NaN or infinite loss stops it at once: the weights do not come back from it.
+DIVERGED_CHECKS = 3
 # Network arguments a resumed run may change: they hold no weights and change no shapes.
 RESUMABLE_NETWORK_CHANGES = ("dropout", "log_format")
 
@@ -112,6 +117,7 @@ class TensorNetClassifier(L.LightningModule):
         # weights with nan_strategy="disable")
         self.train_loss = MeanMetric()
         self._train_metrics_epoch = -1  # the epoch whose train metrics were handed to self.log
+        self._high_loss_checks = 0  # checks in a row that saw a loss above DIVERGED_LOSS
 
     def forward(self, images: Tensor) -> Tensor:
         """Float images (B, C, H, W) -> logits (B, num_classes)."""
@@ -158,15 +164,20 @@ class TensorNetClassifier(L.LightningModule):
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if batch_idx % self.trainer.log_every_n_steps == 0:
-            # A product of d cores does not come back from such a jump: stop now, not epochs
-            # later (also catches NaN, for which every comparison is False). All processes
-            # stop together, so that none waits for the others forever.
-            diverged = self.trainer.strategy.reduce_boolean_decision(
-                not loss < DIVERGED_LOSS, all=False
-            )
-            if diverged:
-                raise TrainingDiverged(self._divergence_advice(loss.item()))
+            self._check_divergence(loss)
         return loss
+
+    def _check_divergence(self, loss: Tensor) -> None:
+        """Stop training on a NaN or infinite loss, or on a loss above DIVERGED_LOSS at
+        DIVERGED_CHECKS checks in a row (a run that stays there does not come back); a single
+        spiking batch is tolerated. All processes decide together, so none waits forever."""
+        finite = bool(torch.isfinite(loss))
+        self._high_loss_checks = self._high_loss_checks + 1 if not loss < DIVERGED_LOSS else 0
+        diverged = self.trainer.strategy.reduce_boolean_decision(
+            not finite or self._high_loss_checks >= DIVERGED_CHECKS, all=False
+        )
+        if diverged:
+            raise TrainingDiverged(self._divergence_advice(loss.item()))
 
     def _divergence_advice(self, loss: float) -> str:
         """What happened, what to change, and where to resume from (if anywhere)."""
