@@ -171,13 +171,13 @@ class TensorNetClassifier(L.LightningModule):
         """Stop training on a NaN or infinite loss, or on a loss above DIVERGED_LOSS at
         DIVERGED_CHECKS checks in a row (a run that stays there does not come back); a single
         spiking batch is tolerated. All processes decide together, so none waits forever."""
-        finite = bool(torch.isfinite(loss))
-        self._high_loss_checks = self._high_loss_checks + 1 if not loss < DIVERGED_LOSS else 0
+        value = loss.item()  # one device-to-host copy, read by every test below
+        self._high_loss_checks = self._high_loss_checks + 1 if not value < DIVERGED_LOSS else 0
         diverged = self.trainer.strategy.reduce_boolean_decision(
-            not finite or self._high_loss_checks >= DIVERGED_CHECKS, all=False
+            not math.isfinite(value) or self._high_loss_checks >= DIVERGED_CHECKS, all=False
         )
         if diverged:
-            raise TrainingDiverged(self._divergence_advice(loss.item()))
+            raise TrainingDiverged(self._divergence_advice(value))
 
     def _divergence_advice(self, loss: float) -> str:
         """What happened, what to change, and where to resume from (if anywhere)."""
